@@ -1,0 +1,1 @@
+"""Principals, the one policy check, keys, secrets and the audit log."""

@@ -1,0 +1,37 @@
+"""``lockgate status``."""
+
+from __future__ import annotations
+
+from lockgate.cli.common import HomeOption, JsonOption, console, me, open_platform, print_json
+from lockgate.cli.render import table
+
+
+def status(home: HomeOption = None, json: JsonOption = False) -> None:
+    """Show the home, its environments and stores, the state version and the lock.
+
+    Examples:
+
+      lockgate status
+
+      LOCKGATE_HOME=./platform lockgate status --json
+    """
+    from lockgate.environments import service
+
+    doc = service.status(open_platform(home), me())
+    if json:
+        print_json(doc)
+        return
+    console.print(f"[bold]Lockgate[/bold] home {doc['home']} — org {doc['org']}, you are {doc['principal']}")
+    rows = [
+        [e["position"], e["name"], "ready" if e["ready"] else "not ready", f"{e['metadata_url']} (schema {e['schema'] or 'none'})", e["artifact_url"]]
+        for e in doc["environments"]
+    ]
+    table(None, ["#", "environment", "state", "metadata store", "artifact store"], rows)
+    version = doc["state_version"]
+    console.print(f"Infrastructure state: {'version ' + str(version) + ' (' + doc['state_outcome'] + ')' if version else 'none'}")
+    lock = doc["lock"]
+    if lock is None:
+        console.print("Lock: free")
+    else:
+        stale = " [red]stale[/red] — run `lockgate infra unlock " + lock["id"] + "`" if lock["stale"] else ""
+        console.print(f"Lock: held by {lock['holder']} for '{lock['operation']}' since {lock['since']} (pid {lock['pid']}, id {lock['id']}){stale}")

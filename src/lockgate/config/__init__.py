@@ -1,0 +1,1 @@
+"""Core configuration: the platform home, ``platform.toml`` and the naming rules."""

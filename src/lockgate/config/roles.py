@@ -1,0 +1,48 @@
+"""The permission catalogue and the default roles of the personas.
+
+A permission is ``area:action``. A role grants a list of permissions, where ``area:*`` and ``*``
+are wildcards. Later capabilities add their permissions here, so a role in ``platform.toml`` can
+only name what Lockgate actually enforces.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+PERMISSIONS: dict[str, str] = {
+    "env:read": "see environments, their stores, network policy and quotas",
+    "infra:plan": "compute the infrastructure plan",
+    "infra:apply": "apply the infrastructure plan",
+    "infra:destroy": "destroy what apply created",
+    "infra:unlock": "break a stale infrastructure lock",
+    "param:read": "list parameters and read plain values",
+    "param:write": "put and delete parameters",
+    "param:decrypt": "read the clear value of secure parameters",
+    "audit:read": "list audit events",
+    "audit:verify": "verify the audit chain",
+}
+
+DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
+    "platform-admin": ("Manages the platform: infrastructure, parameters, audit.", ["*"]),
+    "lead-data-scientist": (
+        "A data scientist who may also read secure parameters and verify the audit log "
+        "(model approval arrives with the registry).",
+        ["env:read", "infra:plan", "param:*", "audit:*"],
+    ),
+    "data-scientist": (
+        "Builds and trains models; bind it in dev, and 'viewer' in preprod and prod.",
+        ["env:read", "infra:plan", "param:read", "param:write", "audit:read"],
+    ),
+    "viewer": ("Read-only access.", ["env:read", "param:read", "audit:read"]),
+    "ci": ("A CI service principal (scoped per project in a later release).", ["env:read", "param:read"]),
+}
+
+
+def grants(pattern: str, permission: str) -> bool:
+    """Whether one granted ``pattern`` (maybe a wildcard) covers ``permission``."""
+    return fnmatchcase(permission, pattern)
+
+
+def is_known_pattern(pattern: str) -> bool:
+    """Whether ``pattern`` names, or matches, at least one permission of the catalogue."""
+    return any(grants(pattern, p) for p in PERMISSIONS)

@@ -1,0 +1,214 @@
+"""The schema of ``platform.toml``: the platform described as code.
+
+Names are checked with the one naming rule; every cross-reference (a binding's environments and
+role, a parameter's environment) must name something declared. Store URLs may use ``{home}`` and
+``{env}``, filled in by :meth:`EnvironmentSpec.resolved`.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from lockgate.backends import artifact_backends, check_url, metadata_backends
+from lockgate.config.names import (
+    NAME_RE,
+    NAME_RULE,
+    PARAM_RULE,
+    PRINCIPAL_RE,
+    PRINCIPAL_RULE,
+    parameter_environment,
+)
+from lockgate.config.roles import is_known_pattern
+from lockgate.errors import LockgateError
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid name: {NAME_RULE}")
+    return value
+
+
+def _principal(value: str) -> str:
+    if not PRINCIPAL_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid principal: {PRINCIPAL_RULE}")
+    return value
+
+
+def _metadata_url(value: str) -> str:
+    try:
+        return check_url(value, metadata_backends(), "metadata store")
+    except LockgateError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _artifact_url(value: str) -> str:
+    try:
+        return check_url(value, artifact_backends(), "artifact store")
+    except LockgateError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _permission(value: str) -> str:
+    if not is_known_pattern(value):
+        raise ValueError(f"unknown permission {value!r} (see `lockgate env roles`)")
+    return value
+
+
+def fill(text: str, home: str, env: str) -> str:
+    """``text`` with the ``{home}`` and ``{env}`` placeholders filled in."""
+    return text.replace("{home}", home).replace("{env}", env)
+
+
+Name = Annotated[str, AfterValidator(_name)]
+PrincipalName = Annotated[str, AfterValidator(_principal)]
+Permission = Annotated[str, AfterValidator(_permission)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkPolicy(_Strict):
+    """Where an environment's services listen and who may call them."""
+
+    bind_host: IPv4Address | IPv6Address = IPv4Address("127.0.0.1")
+    port_range: tuple[int, int]
+    allowed_clients: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
+    )
+
+    @model_validator(mode="after")
+    def _ports(self) -> Self:
+        low, high = self.port_range
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(
+                f"port_range {list(self.port_range)} must be [LOW, HIGH] with 1024 <= LOW <= HIGH <= 65535"
+            )
+        return self
+
+
+class Quotas(_Strict):
+    """Limits on what an environment may run."""
+
+    max_endpoints: int = Field(default=10, ge=0, le=10_000)
+    max_instances: int = Field(default=20, ge=0, le=100_000)
+
+
+class EnvironmentSpec(_Strict):
+    """One isolated environment: its stores, buckets, network policy and quotas."""
+
+    metadata_url: Annotated[str, AfterValidator(_metadata_url)] = "sqlite:///{home}/envs/{env}/metadata.db"
+    artifact_url: Annotated[str, AfterValidator(_artifact_url)] = "file://{home}/envs/{env}/artifacts"
+    buckets: list[Name] = Field(default_factory=lambda: ["data", "models"])
+    network: NetworkPolicy
+    quotas: Quotas = Field(default_factory=Quotas)
+
+    def resolved(self, home: str, env: str) -> EnvironmentSpec:
+        """This environment with ``{home}`` and ``{env}`` filled in its URLs."""
+        return self.model_copy(
+            update={
+                "metadata_url": fill(self.metadata_url, home, env),
+                "artifact_url": fill(self.artifact_url, home, env),
+            }
+        )
+
+
+class RoleSpec(_Strict):
+    description: str = ""
+    permissions: list[Permission]
+
+
+class BindingSpec(_Strict):
+    """Grants ``role`` to ``principal`` in each of ``environments``."""
+
+    principal: PrincipalName
+    role: Name
+    environments: list[Name] = Field(min_length=1)
+
+
+class ParameterSpec(_Strict):
+    """A parameter managed by ``infra apply``.
+
+    A plain parameter has a ``value``. A secure one never has its value in this file: it takes it
+    from the environment variable ``value_env`` at apply time, or, without ``value_env``, keeps
+    the value set with ``lockgate param put --secure``.
+    """
+
+    value: str | None = None
+    secure: bool = False
+    value_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _value_rules(self) -> Self:
+        if self.secure and self.value is not None:
+            raise ValueError(
+                "a secure parameter must not hold its value in platform.toml: "
+                "use value_env = 'VARIABLE' or `lockgate param put --secure`"
+            )
+        if not self.secure and self.value_env is not None:
+            raise ValueError("value_env is only for secure parameters; give a plain value instead")
+        if not self.secure and self.value is None:
+            raise ValueError("a plain parameter needs a value")
+        return self
+
+
+class PlatformSection(_Strict):
+    org: Name
+
+
+class PlatformSpec(_Strict):
+    """The whole of ``platform.toml``."""
+
+    platform: PlatformSection
+    environments: dict[Name, EnvironmentSpec] = Field(min_length=1)
+    roles: dict[Name, RoleSpec] = Field(default_factory=dict)
+    bindings: list[BindingSpec] = Field(default_factory=list)
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        envs = list(self.environments)
+        for i, binding in enumerate(self.bindings):
+            for env in binding.environments:
+                if env not in self.environments:
+                    raise ValueError(
+                        f"bindings[{i}] names environment {env!r}, which is not declared "
+                        f"(declared: {', '.join(envs)})"
+                    )
+            if binding.role not in self.roles:
+                raise ValueError(
+                    f"bindings[{i}] names role {binding.role!r}, which is not declared "
+                    f"(declared: {', '.join(self.roles) or 'none'})"
+                )
+        for name in self.parameters:
+            try:
+                env = parameter_environment(name)
+            except LockgateError as exc:
+                raise ValueError(f"parameters: {name!r} is not a valid name: {PARAM_RULE}") from exc
+            if env not in self.environments:
+                raise ValueError(
+                    f"parameters: {name!r} belongs to environment {env!r}, which is not declared"
+                )
+        ranges = sorted((e.network.port_range, n) for n, e in self.environments.items())
+        for (a, a_name), (b, b_name) in zip(ranges, ranges[1:], strict=False):
+            if b[0] <= a[1]:
+                raise ValueError(
+                    f"the port ranges of {a_name!r} {list(a)} and {b_name!r} {list(b)} overlap; "
+                    "give each environment its own range"
+                )
+        return self
+
+    def environment(self, name: str, home: str) -> EnvironmentSpec:
+        """Environment ``name`` with its URLs resolved against ``home``."""
+        return self.environments[name].resolved(home, name)
+
+    def bindings_in(self, env: str) -> list[tuple[str, str]]:
+        """The ``(principal, role)`` pairs bound in ``env``, sorted."""
+        return sorted({(b.principal, b.role) for b in self.bindings if env in b.environments})
+
+    def parameters_in(self, env: str) -> dict[str, ParameterSpec]:
+        return {n: p for n, p in self.parameters.items() if parameter_environment(n) == env}

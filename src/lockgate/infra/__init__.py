@@ -1,0 +1,1 @@
+"""The platform as code: resources, plans, state versions and the lock (``lockgate infra``)."""

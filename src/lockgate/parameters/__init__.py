@@ -1,0 +1,1 @@
+"""Hierarchical parameters, plain or secure (``lockgate param``)."""
