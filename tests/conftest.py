@@ -4,18 +4,14 @@ and the real ``lockgate`` command in a subprocess."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from lockgate.auth.principal import Principal, local_principal
 from lockgate.config.home import Home
-from lockgate.config.template import render_platform_toml
 from lockgate.infra.bootstrap import init
 from lockgate.platform import Platform
 from lockgate.store.engine import dispose_all
@@ -84,34 +80,3 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(f"{POSTGRES_ENV} is not set")
     yield from _postgres_database()
-
-
-def write_platform(home: Home, text: str) -> None:
-    home.root.mkdir(parents=True, exist_ok=True)
-    home.platform_file.write_text(text, encoding="utf-8")
-
-
-def default_toml(admin: Principal, envs: tuple[str, ...] = ("dev", "preprod", "prod")) -> str:
-    return render_platform_toml("acme", list(envs), admin.name)
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(home: Home, *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60) -> CliResult:
-    """Run the real ``lockgate`` command in a subprocess against ``home``."""
-    full_env = {**os.environ, "LOCKGATE_HOME": str(home.root), "COLUMNS": "200", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lockgate", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -17,7 +17,7 @@ def build_local_fs(url: str) -> tuple[Any, str]:
 
 def build_s3_fs(url: str) -> tuple[Any, str]:
     try:
-        import s3fs
+        import s3fs  # type: ignore[import-not-found]
     except ImportError as exc:
         raise ConfigError(
             "an s3:// artifact store needs the S3 filesystem.",

@@ -83,6 +83,10 @@ class ArtifactStore:
 
     def _blob_path(self, digest: str) -> str:
         algo, _, hexdigest = digest.partition(":")
-        if algo != "sha256" or len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
+        if (
+            algo != "sha256"
+            or len(hexdigest) != 64
+            or not all(c in "0123456789abcdef" for c in hexdigest)
+        ):
             raise NotFoundError(f"{digest!r} is not a sha256 artifact digest.")
         return self.path(BLOBS, hexdigest[:2], hexdigest)

@@ -131,8 +131,12 @@ def verify(session: Session) -> VerifyResult:
         if row.seq != expected_seq:
             return VerifyResult(False, count, expected_seq, f"event {expected_seq} is missing")
         if row.prev_hash != prev_hash:
-            return VerifyResult(False, count, row.seq, f"event {row.seq} does not link to event {row.seq - 1}")
+            return VerifyResult(
+                False, count, row.seq, f"event {row.seq} does not link to event {row.seq - 1}"
+            )
         if _digest(prev_hash, _fields(row)) != row.hash:
-            return VerifyResult(False, count, row.seq, f"event {row.seq} was altered after it was written")
+            return VerifyResult(
+                False, count, row.seq, f"event {row.seq} was altered after it was written"
+            )
         prev_hash, expected_seq, count = row.hash, expected_seq + 1, count + 1
     return VerifyResult(True, count)

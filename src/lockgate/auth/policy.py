@@ -28,7 +28,9 @@ def authorize(
     if is_allowed(store, principal, permission):
         return
     with store.transaction() as session:
-        able = [r.name for r in list_roles(session) if any(grants(p, permission) for p in r.permissions)]
+        able = [
+            r.name for r in list_roles(session) if any(grants(p, permission) for p in r.permissions)
+        ]
         audit.record(
             session,
             actor=principal.name,

@@ -17,9 +17,15 @@ EnvArg = Annotated[str, typer.Option("--env", "-e", help="The environment.")]
 @app.command("list")
 def list_(
     env: EnvArg,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many of the newest events.")] = 50,
-    action: Annotated[str | None, typer.Option(help="Only this action, e.g. param.put.", show_default=False)] = None,
-    actor: Annotated[str | None, typer.Option(help="Only this principal, e.g. user:alice.", show_default=False)] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, help="How many of the newest events.")
+    ] = 50,
+    action: Annotated[
+        str | None, typer.Option(help="Only this action, e.g. param.put.", show_default=False)
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Only this principal, e.g. user:alice.", show_default=False)
+    ] = None,
     home: HomeOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -33,7 +39,9 @@ def list_(
     """
     from lockgate.environments import audit
 
-    events = audit.list_events(open_platform(home), me(), env, limit=limit, action=action, actor=actor)
+    events = audit.list_events(
+        open_platform(home), me(), env, limit=limit, action=action, actor=actor
+    )
     if json:
         print_json([e.to_dict() for e in events])
         return
@@ -49,8 +57,20 @@ def verify(env: EnvArg, home: HomeOption = None, json: JsonOption = False) -> No
 
     result = audit.verify(open_platform(home), me(), env)
     if json:
-        print_json({"ok": result.ok, "events": result.events, "broken_at": result.broken_at, "reason": result.reason})
+        print_json(
+            {
+                "ok": result.ok,
+                "events": result.events,
+                "broken_at": result.broken_at,
+                "reason": result.reason,
+            }
+        )
     if not result.ok:
-        raise IntegrityError(f"the audit log of {env} is broken: {result.reason}.", hint="Investigate who changed the store; restore it from a backup.")
+        raise IntegrityError(
+            f"the audit log of {env} is broken: {result.reason}.",
+            hint="Investigate who changed the store; restore it from a backup.",
+        )
     if not json:
-        console.print(f"[green]The audit log of {env} is intact:[/green] {result.events} events verified.")
+        console.print(
+            f"[green]The audit log of {env} is intact:[/green] {result.events} events verified."
+        )

@@ -18,10 +18,16 @@ err_console = Console(stderr=True, highlight=False)
 
 HomeOption = Annotated[
     str | None,
-    typer.Option("--home", help="The platform home (default: $LOCKGATE_HOME, else ~/.lockgate).", show_default=False),
+    typer.Option(
+        "--home",
+        help="The platform home (default: $LOCKGATE_HOME, else ~/.lockgate).",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-EnvOption = Annotated[str | None, typer.Option("--env", "-e", help="The environment.", show_default=False)]
+EnvOption = Annotated[
+    str | None, typer.Option("--env", "-e", help="The environment.", show_default=False)
+]
 
 
 def open_platform(home: str | None) -> Platform:
@@ -49,5 +55,8 @@ def confirm_or_abort(question: str, assume_yes: bool) -> bool:
     if not sys.stdin.isatty():
         from lockgate.errors import AbortedError
 
-        raise AbortedError("confirmation needed, but standard input is not a terminal.", hint="Pass --yes to confirm.")
+        raise AbortedError(
+            "confirmation needed, but standard input is not a terminal.",
+            hint="Pass --yes to confirm.",
+        )
     return typer.confirm(question, default=False)

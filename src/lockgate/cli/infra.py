@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from lockgate.cli.common import HomeOption, JsonOption, confirm_or_abort, console, me, open_platform, print_json
+from lockgate.cli.common import (
+    HomeOption,
+    JsonOption,
+    confirm_or_abort,
+    console,
+    me,
+    open_platform,
+    print_json,
+)
 from lockgate.cli.render import change_line, render_plan, table
 
 app = typer.Typer(
@@ -39,22 +47,27 @@ def plan(home: HomeOption = None, json: JsonOption = False) -> None:
 
 def _run(home: str | None, yes: bool, *, destroy: bool = False, force: bool = False) -> None:
     from lockgate.infra import service
+    from lockgate.infra.plan import Change, Plan
 
     verb = "destroy" if destroy else "apply"
 
-    def confirm(the_plan: service.Plan) -> bool:
+    def confirm(the_plan: Plan) -> bool:
         render_plan(the_plan, verb=verb)
         return confirm_or_abort(f"\n{verb.capitalize()} these changes?", yes)
 
-    def progress(change: service.Change) -> None:
+    def progress(change: Change) -> None:
         console.print(change_line(change, done=True))
 
-    result = service.apply(open_platform(home), me(), confirm=confirm, on_change=progress, destroy=destroy, force=force)
+    result = service.apply(
+        open_platform(home), me(), confirm=confirm, on_change=progress, destroy=destroy, force=force
+    )
     if not result.plan.has_changes:
         render_plan(result.plan, verb=verb)
         return
     version = f" State version {result.state.version}." if result.state else ""
-    console.print(f"[green]{verb.capitalize()} complete:[/green] {len(result.applied)} change(s).{version}")
+    console.print(
+        f"[green]{verb.capitalize()} complete:[/green] {len(result.applied)} change(s).{version}"
+    )
 
 
 @app.command()
@@ -74,7 +87,9 @@ def apply(home: HomeOption = None, yes: YesOption = False) -> None:
 def destroy(
     home: HomeOption = None,
     yes: YesOption = False,
-    force: Annotated[bool, typer.Option("--force", help="Also delete buckets that hold files.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also delete buckets that hold files.")
+    ] = False,
 ) -> None:
     """Remove what apply created. Stores, keys, roles and bindings are kept.
 
@@ -101,8 +116,13 @@ def show(home: HomeOption = None, json: JsonOption = False) -> None:
     if state is None:
         console.print("No state yet: run `lockgate init`.")
         return
-    console.print(f"State version {state.version} ({state.operation}, {state.outcome}) by {state.created_by} at {state.created_at}")
-    rows = [[addr, raw["kind"], ", ".join(f"{k}={v}" for k, v in raw["attrs"].items())[:80]] for addr, raw in state.resources.items()]
+    console.print(
+        f"State version {state.version} ({state.operation}, {state.outcome}) by {state.created_by} at {state.created_at}"
+    )
+    rows = [
+        [addr, raw["kind"], ", ".join(f"{k}={v}" for k, v in raw["attrs"].items())[:80]]
+        for addr, raw in state.resources.items()
+    ]
     table(None, ["resource", "kind", "attributes"], rows)
 
 
@@ -116,14 +136,25 @@ def history(home: HomeOption = None, json: JsonOption = False) -> None:
         print_json([{k: v for k, v in s.to_dict().items() if k != "resources"} for s in versions])
         return
     rows = [
-        [s.version, s.created_at, s.created_by, s.operation, s.outcome, len(s.changes), len(s.resources)]
+        [
+            s.version,
+            s.created_at,
+            s.created_by,
+            s.operation,
+            s.outcome,
+            len(s.changes),
+            len(s.resources),
+        ]
         for s in versions
     ]
     table(None, ["version", "created", "by", "operation", "outcome", "changes", "resources"], rows)
 
 
 @app.command()
-def unlock(lock_id: Annotated[str, typer.Argument(help="The lock id, as `lockgate status` shows it.")], home: HomeOption = None) -> None:
+def unlock(
+    lock_id: Annotated[str, typer.Argument(help="The lock id, as `lockgate status` shows it.")],
+    home: HomeOption = None,
+) -> None:
     """Break a stale lock (one whose holder process is gone). Audited.
 
     Examples:
@@ -133,4 +164,6 @@ def unlock(lock_id: Annotated[str, typer.Argument(help="The lock id, as `lockgat
     from lockgate.infra import service
 
     broken = service.unlock(open_platform(home), me(), lock_id)
-    console.print(f"Broke lock {broken.id} held by {broken.holder} for '{broken.operation}' since {broken.since}.")
+    console.print(
+        f"Broke lock {broken.id} held by {broken.holder} for '{broken.operation}' since {broken.since}."
+    )

@@ -12,12 +12,20 @@ from lockgate.cli.render import change_line
 
 def init(
     home: HomeOption = None,
-    org: Annotated[str | None, typer.Option(help="The organisation's name (default: lockgate).", show_default=False)] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(help="The organisation's name (default: lockgate).", show_default=False),
+    ] = None,
     environments: Annotated[
         str | None,
-        typer.Option(help="Environments in promotion order, comma-separated (default: dev,preprod,prod).", show_default=False),
+        typer.Option(
+            help="Environments in promotion order, comma-separated (default: dev,preprod,prod).",
+            show_default=False,
+        ),
     ] = None,
-    single_environment: Annotated[bool, typer.Option("--single-environment", help="One environment, 'dev'.")] = False,
+    single_environment: Annotated[
+        bool, typer.Option("--single-environment", help="One environment, 'dev'.")
+    ] = False,
 ) -> None:
     """Create a platform home and bootstrap its environments.
 
@@ -34,11 +42,18 @@ def init(
     """
     from lockgate.config.home import Home
     from lockgate.errors import ValidationError
-    from lockgate.infra.bootstrap import SINGLE_ENVIRONMENT, init as do_init
+    from lockgate.infra.bootstrap import SINGLE_ENVIRONMENT
+    from lockgate.infra.bootstrap import init as do_init
 
     if single_environment and environments:
-        raise ValidationError("--environments and --single-environment exclude each other.", hint="Give one of them.")
-    envs = SINGLE_ENVIRONMENT if single_environment else ([e.strip() for e in environments.split(",")] if environments else None)
+        raise ValidationError(
+            "--environments and --single-environment exclude each other.", hint="Give one of them."
+        )
+    envs = (
+        SINGLE_ENVIRONMENT
+        if single_environment
+        else ([e.strip() for e in environments.split(",")] if environments else None)
+    )
     target = Home.resolve(home)
     with console.status("Bootstrapping environments…"):
         result = do_init(target, me(), org=org, environments=envs)
@@ -46,7 +61,11 @@ def init(
         console.print(f"Platform home {target.root} is already initialised; nothing changed.")
         return
     if result.created_home:
-        console.print(f"Created platform home [bold]{target.root}[/bold] ({target.platform_file.name}).")
+        console.print(
+            f"Created platform home [bold]{target.root}[/bold] ({target.platform_file.name})."
+        )
     for change in result.applied:
         console.print(change_line(change, done=True))
-    console.print("Next: review platform.toml, then `lockgate infra plan` and `lockgate infra apply`.")
+    console.print(
+        "Next: review platform.toml, then `lockgate infra plan` and `lockgate infra apply`."
+    )

@@ -17,7 +17,7 @@ app = typer.Typer(
     name="lockgate",
     help="Lockgate: a self-hosted, secure MLOps platform. Environments as code, with more to come.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Start with: lockgate init, then lockgate infra plan / apply, then lockgate status.",
@@ -38,7 +38,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     pass
 
@@ -56,8 +58,9 @@ def run() -> None:
     try:
         code = app(standalone_mode=False)
     except LockgateError as exc:
-        from lockgate.cli.common import err_console
         from rich.markup import escape
+
+        from lockgate.cli.common import err_console
 
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
         if exc.hint:

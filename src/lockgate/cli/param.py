@@ -7,10 +7,21 @@ from typing import Annotated
 
 import typer
 
-from lockgate.cli.common import EnvOption, HomeOption, JsonOption, console, me, open_platform, print_json
+from lockgate.cli.common import (
+    EnvOption,
+    HomeOption,
+    JsonOption,
+    console,
+    me,
+    open_platform,
+    print_json,
+)
 from lockgate.cli.render import table
 
-app = typer.Typer(help="Put, get, list and delete parameters such as /lockgate/dev/data/bucket.", no_args_is_help=True)
+app = typer.Typer(
+    help="Put, get, list and delete parameters such as /lockgate/dev/data/bucket.",
+    no_args_is_help=True,
+)
 
 NameArg = Annotated[str, typer.Argument(help="The parameter's name: /lockgate/ENV/part/…")]
 
@@ -24,15 +35,27 @@ def _read_value(value: str | None, secure: bool) -> str:
         return str(typer.prompt("Value", hide_input=True, confirmation_prompt=True))
     from lockgate.errors import ValidationError
 
-    raise ValidationError("no value given.", hint="Give VALUE, or '-' to read it from standard input.")
+    raise ValidationError(
+        "no value given.", hint="Give VALUE, or '-' to read it from standard input."
+    )
 
 
 @app.command()
 def put(
     name: NameArg,
-    value: Annotated[str | None, typer.Argument(help="The value; '-' reads standard input; omit with --secure to be prompted.", show_default=False)] = None,
-    secure: Annotated[bool, typer.Option("--secure", help="Encrypt the value at rest; hide it in output.")] = False,
-    description: Annotated[str | None, typer.Option(help="What the parameter is for.", show_default=False)] = None,
+    value: Annotated[
+        str | None,
+        typer.Argument(
+            help="The value; '-' reads standard input; omit with --secure to be prompted.",
+            show_default=False,
+        ),
+    ] = None,
+    secure: Annotated[
+        bool, typer.Option("--secure", help="Encrypt the value at rest; hide it in output.")
+    ] = False,
+    description: Annotated[
+        str | None, typer.Option(help="What the parameter is for.", show_default=False)
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Create or replace a parameter.
@@ -45,7 +68,14 @@ def put(
     """
     from lockgate.parameters import service
 
-    param = service.put(open_platform(home), me(), name, _read_value(value, secure), secure=secure, description=description)
+    param = service.put(
+        open_platform(home),
+        me(),
+        name,
+        _read_value(value, secure),
+        secure=secure,
+        description=description,
+    )
     kind = "secure parameter" if param.secure else "parameter"
     console.print(f"Put {kind} {param.name} (version {param.version}).")
 
@@ -53,7 +83,12 @@ def put(
 @app.command()
 def get(
     name: NameArg,
-    decrypt: Annotated[bool, typer.Option("--decrypt", help="Show a secure value in clear (needs param:decrypt; audited).")] = False,
+    decrypt: Annotated[
+        bool,
+        typer.Option(
+            "--decrypt", help="Show a secure value in clear (needs param:decrypt; audited)."
+        ),
+    ] = False,
     home: HomeOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -100,8 +135,14 @@ def list_(
         print_json([p.to_dict() for p in found])
         return
     rows = [
-        [p.name, "SecureString" if p.secure else "String", HIDDEN if p.secure else p.value, p.version,
-         "yes" if p.managed else "no", p.updated_by]
+        [
+            p.name,
+            "SecureString" if p.secure else "String",
+            HIDDEN if p.secure else p.value,
+            p.version,
+            "yes" if p.managed else "no",
+            p.updated_by,
+        ]
         for p in found
     ]
     table(None, ["name", "type", "value", "version", "managed", "updated by"], rows)

@@ -41,7 +41,9 @@ def render_plan(plan: Plan, *, verb: str = "apply") -> None:
         console.print(change_line(change))
         if change.action == "update":
             for attr, before, after in change.diff():
-                console.print(f"      {escape(attr)}: {escape(_value(before))} → {escape(_value(after))}")
+                console.print(
+                    f"      {escape(attr)}: {escape(_value(before))} → {escape(_value(after))}"
+                )
     counts = plan.counts()
     console.print(
         f"\nPlan: {counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete."

@@ -21,17 +21,33 @@ def status(home: HomeOption = None, json: JsonOption = False) -> None:
     if json:
         print_json(doc)
         return
-    console.print(f"[bold]Lockgate[/bold] home {doc['home']} — org {doc['org']}, you are {doc['principal']}")
+    console.print(
+        f"[bold]Lockgate[/bold] home {doc['home']} — org {doc['org']}, you are {doc['principal']}"
+    )
     rows = [
-        [e["position"], e["name"], "ready" if e["ready"] else "not ready", f"{e['metadata_url']} (schema {e['schema'] or 'none'})", e["artifact_url"]]
+        [
+            e["position"],
+            e["name"],
+            "ready" if e["ready"] else "not ready",
+            f"{e['metadata_url']} (schema {e['schema'] or 'none'})",
+            e["artifact_url"],
+        ]
         for e in doc["environments"]
     ]
     table(None, ["#", "environment", "state", "metadata store", "artifact store"], rows)
     version = doc["state_version"]
-    console.print(f"Infrastructure state: {'version ' + str(version) + ' (' + doc['state_outcome'] + ')' if version else 'none'}")
+    console.print(
+        f"Infrastructure state: {'version ' + str(version) + ' (' + doc['state_outcome'] + ')' if version else 'none'}"
+    )
     lock = doc["lock"]
     if lock is None:
         console.print("Lock: free")
     else:
-        stale = " [red]stale[/red] — run `lockgate infra unlock " + lock["id"] + "`" if lock["stale"] else ""
-        console.print(f"Lock: held by {lock['holder']} for '{lock['operation']}' since {lock['since']} (pid {lock['pid']}, id {lock['id']}){stale}")
+        stale = (
+            " [red]stale[/red] — run `lockgate infra unlock " + lock["id"] + "`"
+            if lock["stale"]
+            else ""
+        )
+        console.print(
+            f"Lock: held by {lock['holder']} for '{lock['operation']}' since {lock['since']} (pid {lock['pid']}, id {lock['id']}){stale}"
+        )

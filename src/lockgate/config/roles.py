@@ -34,7 +34,10 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
         ["env:read", "infra:plan", "param:read", "param:write", "audit:read"],
     ),
     "viewer": ("Read-only access.", ["env:read", "param:read", "audit:read"]),
-    "ci": ("A CI service principal (scoped per project in a later release).", ["env:read", "param:read"]),
+    "ci": (
+        "A CI service principal (scoped per project in a later release).",
+        ["env:read", "param:read"],
+    ),
 }
 
 

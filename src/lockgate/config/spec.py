@@ -7,6 +7,7 @@ role, a parameter's environment) must name something declared. Store URLs may us
 
 from __future__ import annotations
 
+import itertools
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Self
 
@@ -71,14 +72,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _loopback_networks() -> list[IPv4Network | IPv6Network]:
+    return [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
+
+
 class NetworkPolicy(_Strict):
     """Where an environment's services listen and who may call them."""
 
     bind_host: IPv4Address | IPv6Address = IPv4Address("127.0.0.1")
     port_range: tuple[int, int]
-    allowed_clients: list[IPv4Network | IPv6Network] = Field(
-        default_factory=lambda: [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
-    )
+    allowed_clients: list[IPv4Network | IPv6Network] = Field(default_factory=_loopback_networks)
 
     @model_validator(mode="after")
     def _ports(self) -> Self:
@@ -100,8 +103,12 @@ class Quotas(_Strict):
 class EnvironmentSpec(_Strict):
     """One isolated environment: its stores, buckets, network policy and quotas."""
 
-    metadata_url: Annotated[str, AfterValidator(_metadata_url)] = "sqlite:///{home}/envs/{env}/metadata.db"
-    artifact_url: Annotated[str, AfterValidator(_artifact_url)] = "file://{home}/envs/{env}/artifacts"
+    metadata_url: Annotated[str, AfterValidator(_metadata_url)] = (
+        "sqlite:///{home}/envs/{env}/metadata.db"
+    )
+    artifact_url: Annotated[str, AfterValidator(_artifact_url)] = (
+        "file://{home}/envs/{env}/artifacts"
+    )
     buckets: list[Name] = Field(default_factory=lambda: ["data", "models"])
     network: NetworkPolicy
     quotas: Quotas = Field(default_factory=Quotas)
@@ -194,7 +201,7 @@ class PlatformSpec(_Strict):
                     f"parameters: {name!r} belongs to environment {env!r}, which is not declared"
                 )
         ranges = sorted((e.network.port_range, n) for n, e in self.environments.items())
-        for (a, a_name), (b, b_name) in zip(ranges, ranges[1:], strict=False):
+        for (a, a_name), (b, b_name) in itertools.pairwise(ranges):
             if b[0] <= a[1]:
                 raise ValueError(
                     f"the port ranges of {a_name!r} {list(a)} and {b_name!r} {list(b)} overlap; "

@@ -8,9 +8,10 @@ from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.errors import NotInitialisedError
 from lockgate.platform import Platform
+from lockgate.store import MetadataStore
 
 
-def _env_store(platform: Platform, env: str):  # type: ignore[no-untyped-def]
+def _env_store(platform: Platform, env: str) -> MetadataStore:
     handle = platform.env(env)
     if not handle.store.exists():
         raise NotInitialisedError(

@@ -26,7 +26,9 @@ class EnvironmentSummary:
 
     @property
     def ready(self) -> bool:
-        return self.schema == SCHEMA_HEAD and self.artifacts_ok and set(self.keys.values()) == {"ok"}
+        return (
+            self.schema == SCHEMA_HEAD and self.artifacts_ok and set(self.keys.values()) == {"ok"}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"ready": self.ready}
@@ -35,7 +37,13 @@ class EnvironmentSummary:
 def summarise(env: Environment, position: int) -> EnvironmentSummary:
     schema = env.store.revision() if env.store.exists() else None
     return EnvironmentSummary(
-        env.name, position, env.store.display_url, env.artifacts.url, schema, env.artifacts.exists(), env.keys.observe()
+        env.name,
+        position,
+        env.store.display_url,
+        env.artifacts.url,
+        schema,
+        env.artifacts.exists(),
+        env.keys.observe(),
     )
 
 

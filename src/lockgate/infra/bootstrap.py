@@ -64,7 +64,9 @@ def init(
         platform = Platform.open(home)
     state_store(platform).ensure()
     home.run_dir.mkdir(exist_ok=True)
-    result = apply(platform, principal, confirm=lambda plan: True, kinds=bootstrap_kinds(), operation="init")
+    result = apply(
+        platform, principal, confirm=lambda plan: True, kinds=bootstrap_kinds(), operation="init"
+    )
     return InitResult(home, created, result.applied)
 
 
@@ -93,6 +95,8 @@ def _write_new(home: Home, text: str) -> None:
     try:
         os.link(tmp, home.platform_file)  # fails if another init won the race
     except FileExistsError:
-        raise ConflictError(f"{home.platform_file} appeared while initialising.", hint="Run `lockgate init` again.") from None
+        raise ConflictError(
+            f"{home.platform_file} appeared while initialising.", hint="Run `lockgate init` again."
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)

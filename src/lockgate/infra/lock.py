@@ -93,7 +93,9 @@ class StateLock:
             return None
         except (ValueError, TypeError):
             # A holder killed between creating and filling the file: nothing useful inside.
-            return LockInfo("unreadable", "unknown", "unknown", "unknown", socket.gethostname(), 0, None)
+            return LockInfo(
+                "unreadable", "unknown", "unknown", "unknown", socket.gethostname(), 0, None
+            )
 
     @contextmanager
     def hold(self, holder: str, operation: str) -> Iterator[LockInfo]:

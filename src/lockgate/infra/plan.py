@@ -78,11 +78,18 @@ def _differs(desired: dict[str, Any], actual: dict[str, Any]) -> bool:
     return any(actual.get(k) != v for k, v in desired.items() if k not in _NOT_OBSERVED)
 
 
-def _sort_key(change: Change, order: dict[str, int], envs: dict[str, int]) -> tuple[int, int, int, str]:
+def _sort_key(
+    change: Change, order: dict[str, int], envs: dict[str, int]
+) -> tuple[int, int, int, str]:
     rank = order[change.resource.kind]
     if change.action == "delete":
         rank = len(order) * 2 - rank  # delete dependants first: bindings before roles
-    return (0 if change.action != "delete" else 1, envs.get(change.resource.env, 99), rank, change.address)
+    return (
+        0 if change.action != "delete" else 1,
+        envs.get(change.resource.env, 99),
+        rank,
+        change.address,
+    )
 
 
 def compute_plan(
@@ -106,7 +113,9 @@ def compute_plan(
         if (kinds is None or res.kind in kinds) and res.env in env_order:
             recorded[addr] = res
     if destroy:
-        recorded.update({a: r for a, r in _unrecorded(platform, desired).items() if a not in recorded})
+        recorded.update(
+            {a: r for a, r in _unrecorded(platform, desired).items() if a not in recorded}
+        )
 
     changes: list[Change] = []
     warnings: list[str] = []
@@ -117,11 +126,20 @@ def compute_plan(
         handler = by_kind[res.kind]
         actual = sessions.observe(res)
         if addr in wanted:
-            if res.kind == "parameter" and res.attrs["secure"] and "fingerprint" not in res.attrs and actual is None:
+            if (
+                res.kind == "parameter"
+                and res.attrs["secure"]
+                and "fingerprint" not in res.attrs
+                and actual is None
+            ):
                 source = res.attrs.get("value_env")
                 warnings.append(
                     f"{addr} has no value yet: "
-                    + (f"set ${source} and apply" if source else f"run `lockgate param put {res.name} --secure`")
+                    + (
+                        f"set ${source} and apply"
+                        if source
+                        else f"run `lockgate param put {res.name} --secure`"
+                    )
                 )
                 del wanted[addr]
                 continue

@@ -53,14 +53,18 @@ class Handler(ABC):
     in_store = True
 
     @abstractmethod
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         """The resource's attributes as they are now, or None when it does not exist."""
 
     @abstractmethod
     def put(self, env: Environment, res: Resource, session: Session | None, actor: str) -> None:
         """Create the resource, or update it to ``res.attrs``."""
 
-    def delete(self, env: Environment, name: str | None, session: Session | None, force: bool) -> None:
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
         """Remove the resource; only called when ``deletable``."""
         raise NotImplementedError(f"{type(self).__name__} resources are never deleted")
 
@@ -68,7 +72,9 @@ class Handler(ABC):
 class MetadataStoreHandler(Handler):
     bootstrap, deletable, in_store = True, False, False
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         if not env.store.exists():
             return None
         return {"url": env.store.display_url, "schema": env.store.revision()}
@@ -80,7 +86,9 @@ class MetadataStoreHandler(Handler):
 class ArtifactStoreHandler(Handler):
     bootstrap, deletable, in_store = True, False, False
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         return {"url": env.artifacts.url} if env.artifacts.exists() else None
 
     def put(self, env: Environment, res: Resource, session: Session | None, actor: str) -> None:
@@ -90,7 +98,9 @@ class ArtifactStoreHandler(Handler):
 class KeysHandler(Handler):
     bootstrap, deletable, in_store = True, False, False
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         found = env.keys.observe()
         return None if all(v == "missing" for v in found.values()) else found
 
@@ -101,7 +111,9 @@ class KeysHandler(Handler):
 class BucketHandler(Handler):
     in_store = False
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         assert name is not None
         return {"url": env.artifacts.path(name)} if env.artifacts.exists(name) else None
 
@@ -109,7 +121,9 @@ class BucketHandler(Handler):
         assert res.name is not None
         env.artifacts.ensure(res.name)
 
-    def delete(self, env: Environment, name: str | None, session: Session | None, force: bool) -> None:
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
         assert name is not None
         files = env.artifacts.files_in(name)
         if files and not force:
@@ -124,16 +138,26 @@ class BucketHandler(Handler):
 class RoleHandler(Handler):
     bootstrap = True
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         assert session is not None and name is not None
         role = iam.get_role(session, name)
-        return None if role is None else {"description": role.description, "permissions": list(role.permissions)}
+        return (
+            None
+            if role is None
+            else {"description": role.description, "permissions": list(role.permissions)}
+        )
 
     def put(self, env: Environment, res: Resource, session: Session | None, actor: str) -> None:
         assert session is not None and res.name is not None
-        iam.put_role(session, iam.Role(res.name, res.attrs["description"], tuple(res.attrs["permissions"])))
+        iam.put_role(
+            session, iam.Role(res.name, res.attrs["description"], tuple(res.attrs["permissions"]))
+        )
 
-    def delete(self, env: Environment, name: str | None, session: Session | None, force: bool) -> None:
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
         assert session is not None and name is not None
         iam.delete_role(session, name)
 
@@ -141,7 +165,9 @@ class RoleHandler(Handler):
 class BindingHandler(Handler):
     bootstrap = True
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         assert session is not None and name is not None
         principal, _, role = name.rpartition("/")
         return {} if (principal, role) in iam.list_bindings(session) else None
@@ -151,14 +177,18 @@ class BindingHandler(Handler):
         principal, _, role = res.name.rpartition("/")
         iam.add_binding(session, principal, role)
 
-    def delete(self, env: Environment, name: str | None, session: Session | None, force: bool) -> None:
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
         assert session is not None and name is not None
         principal, _, role = name.rpartition("/")
         iam.delete_binding(session, principal, role)
 
 
 class ParameterHandler(Handler):
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         assert session is not None and name is not None
         stored = params.get_parameter(session, name)
         if stored is None:
@@ -169,7 +199,9 @@ class ParameterHandler(Handler):
             "managed": stored.managed,
         }
         if stored.secure:
-            attrs["fingerprint"] = secrets.fingerprint(env.keys, secrets.decrypt(env.keys, stored.value))
+            attrs["fingerprint"] = secrets.fingerprint(
+                env.keys, secrets.decrypt(env.keys, stored.value)
+            )
         else:
             attrs["value"] = stored.value
         return attrs
@@ -186,8 +218,9 @@ class ParameterHandler(Handler):
             else:
                 raise ValidationError(
                     f"secure parameter {res.name} has no value to apply.",
-                    hint=f"Set ${variable} and apply again." if variable else
-                    f"Run `lockgate param put {res.name} --secure`.",
+                    hint=f"Set ${variable} and apply again."
+                    if variable
+                    else f"Run `lockgate param put {res.name} --secure`.",
                 )
         else:
             value = res.attrs["value"]
@@ -202,7 +235,9 @@ class ParameterHandler(Handler):
             by=actor,
         )
 
-    def delete(self, env: Environment, name: str | None, session: Session | None, force: bool) -> None:
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
         assert session is not None and name is not None
         params.delete_parameter(session, name)
 
@@ -211,7 +246,9 @@ class SettingHandler(Handler):
     def __init__(self, key: str) -> None:
         self.key = key
 
-    def observe(self, env: Environment, name: str | None, session: Session | None) -> dict[str, Any] | None:
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
         assert session is not None
         return settings.get_setting(session, self.key)
 
@@ -219,7 +256,9 @@ class SettingHandler(Handler):
         assert session is not None
         settings.put_setting(session, self.key, res.attrs)
 
-    def delete(self, env: Environment, name: str | None, session: Session | None, force: bool) -> None:
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
         assert session is not None
         settings.delete_setting(session, self.key)
 
@@ -247,12 +286,21 @@ def desired_resources(spec: PlatformSpec, env: Environment, home: str) -> list[R
     """What ``platform.toml`` declares for ``env``, as resources."""
     e = env.name
     out = [
-        Resource(e, "metadata_store", None, {"url": env.store.display_url, "schema": _schema_head()}),
+        Resource(
+            e, "metadata_store", None, {"url": env.store.display_url, "schema": _schema_head()}
+        ),
         Resource(e, "artifact_store", None, {"url": env.artifacts.url}),
         Resource(e, "keys", None, dict.fromkeys(KEY_FILES, "ok")),
     ]
     for role_name, role in spec.roles.items():
-        out.append(Resource(e, "role", role_name, {"description": role.description, "permissions": list(role.permissions)}))
+        out.append(
+            Resource(
+                e,
+                "role",
+                role_name,
+                {"description": role.description, "permissions": list(role.permissions)},
+            )
+        )
     for principal, role_name in spec.bindings_in(e):
         out.append(Resource(e, "binding", f"{principal}/{role_name}", {}))
     for name, p in spec.parameters_in(e).items():

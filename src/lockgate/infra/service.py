@@ -44,7 +44,9 @@ def state_lock(platform: Platform) -> StateLock:
     return StateLock(platform.home.state_dir)
 
 
-def authorize_everywhere(platform: Platform, principal: Principal, permission: str, target: str) -> None:
+def authorize_everywhere(
+    platform: Platform, principal: Principal, permission: str, target: str
+) -> None:
     """The policy check in every environment that exists (a platform-wide operation)."""
     for name in platform.env_names:
         env = platform.env(name)
@@ -54,11 +56,19 @@ def authorize_everywhere(platform: Platform, principal: Principal, permission: s
 
 def _desired(platform: Platform) -> list[Any]:
     root = str(platform.home.root)
-    return [r for name in platform.env_names for r in desired_resources(platform.spec, platform.env(name), root)]
+    return [
+        r
+        for name in platform.env_names
+        for r in desired_resources(platform.spec, platform.env(name), root)
+    ]
 
 
-def _plan(platform: Platform, *, kinds: frozenset[str] | None = None, destroy: bool = False) -> Plan:
-    return compute_plan(platform, _desired(platform), state_store(platform).current(), kinds=kinds, destroy=destroy)
+def _plan(
+    platform: Platform, *, kinds: frozenset[str] | None = None, destroy: bool = False
+) -> Plan:
+    return compute_plan(
+        platform, _desired(platform), state_store(platform).current(), kinds=kinds, destroy=destroy
+    )
 
 
 def plan(platform: Platform, principal: Principal, *, destroy: bool = False) -> Plan:
@@ -130,7 +140,11 @@ def _apply_change(platform: Platform, principal: Principal, change: Change, forc
     env = platform.env(change.resource.env)
     handler = handlers()[change.resource.kind]
     res = change.resource
-    details = {"kind": res.kind, "drift": change.drift, "attributes": [k for k, _, _ in change.diff()]}
+    details = {
+        "kind": res.kind,
+        "drift": change.drift,
+        "attributes": [k for k, _, _ in change.diff()],
+    }
 
     def do(session: Any) -> None:
         if change.action == "delete":
@@ -142,7 +156,13 @@ def _apply_change(platform: Platform, principal: Principal, change: Change, forc
         if handler.in_store:
             with env.store.transaction() as session:
                 do(session)
-                audit.record(session, actor=principal.name, action=f"infra.{change.action}", target=change.address, details=details)
+                audit.record(
+                    session,
+                    actor=principal.name,
+                    action=f"infra.{change.action}",
+                    target=change.address,
+                    details=details,
+                )
             return
         do(None)
     except Exception as exc:
@@ -158,7 +178,13 @@ def _apply_change(platform: Platform, principal: Principal, change: Change, forc
                 )
         raise
     with env.store.transaction() as session:
-        audit.record(session, actor=principal.name, action=f"infra.{change.action}", target=change.address, details=details)
+        audit.record(
+            session,
+            actor=principal.name,
+            action=f"infra.{change.action}",
+            target=change.address,
+            details=details,
+        )
 
 
 def _record_state(
@@ -232,6 +258,11 @@ def unlock(platform: Platform, principal: Principal, lock_id: str) -> LockInfo:
                     actor=principal.name,
                     action="infra.unlock",
                     target=f"lock {broken.id}",
-                    details={"holder": broken.holder, "operation": broken.operation, "since": broken.since, "pid": broken.pid},
+                    details={
+                        "holder": broken.holder,
+                        "operation": broken.operation,
+                        "since": broken.since,
+                        "pid": broken.pid,
+                    },
                 )
     return broken

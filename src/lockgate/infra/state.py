@@ -55,9 +55,7 @@ class StateStore:
     def version_numbers(self) -> list[int]:
         if not self.versions_dir.is_dir():
             return []
-        return sorted(
-            int(p.stem) for p in self.versions_dir.glob("*.json") if p.stem.isdigit()
-        )
+        return sorted(int(p.stem) for p in self.versions_dir.glob("*.json") if p.stem.isdigit())
 
     def current(self) -> StateVersion | None:
         numbers = self.version_numbers()

@@ -56,8 +56,15 @@ def _env_of(platform: Platform, name: str) -> Environment:
 def _view(env: Environment, stored: params.StoredParameter, clear: str | None) -> Parameter:
     value = clear if stored.secure else stored.value
     return Parameter(
-        stored.name, env.name, stored.secure, value, stored.description, stored.managed,
-        stored.version, stored.updated_at, stored.updated_by,
+        stored.name,
+        env.name,
+        stored.secure,
+        value,
+        stored.description,
+        stored.managed,
+        stored.version,
+        stored.updated_at,
+        stored.updated_by,
     )
 
 
@@ -73,7 +80,9 @@ def put(
     """Create or replace parameter ``name``; returns it (with no clear secure value)."""
     env = _env_of(platform, name)
     if not value:
-        raise ValidationError(f"parameter {name}: the value is empty.", hint="Give a non-empty value.")
+        raise ValidationError(
+            f"parameter {name}: the value is empty.", hint="Give a non-empty value."
+        )
     if len(value.encode()) > MAX_VALUE_BYTES:
         raise ValidationError(
             f"parameter {name}: the value is larger than {MAX_VALUE_BYTES} bytes.",
@@ -100,7 +109,9 @@ def put(
                 hint="Delete it first to change its type.",
             )
         if description is None:
-            description = existing.description if existing else (declared.description if declared else "")
+            description = (
+                existing.description if existing else (declared.description if declared else "")
+            )
         version = params.put_parameter(
             session,
             name=name,
@@ -112,7 +123,10 @@ def put(
             by=principal.name,
         )
         audit.record(
-            session, actor=principal.name, action="param.put", target=name,
+            session,
+            actor=principal.name,
+            action="param.put",
+            target=name,
             details={"secure": secure, "version": version},
         )
         stored = params.get_parameter(session, name)
@@ -136,7 +150,13 @@ def get(platform: Platform, principal: Principal, name: str, *, decrypt: bool = 
     authorize(env.store, principal, "param:decrypt", env=env.name, target=name)
     clear = secrets.decrypt(env.keys, stored.value)
     with env.store.transaction() as session:
-        audit.record(session, actor=principal.name, action="param.decrypt", target=name, details={"version": stored.version})
+        audit.record(
+            session,
+            actor=principal.name,
+            action="param.decrypt",
+            target=name,
+            details={"version": stored.version},
+        )
     return _view(env, stored, clear)
 
 
@@ -150,7 +170,9 @@ def list_parameters(
         handle = platform.env(name)
         if not handle.store.exists():
             continue
-        authorize(handle.store, principal, "param:read", env=name, target=prefix or f"/lockgate/{name}")
+        authorize(
+            handle.store, principal, "param:read", env=name, target=prefix or f"/lockgate/{name}"
+        )
         with handle.store.transaction() as session:
             out.extend(_view(handle, p, None) for p in params.list_parameters(session, prefix))
     return out

@@ -44,7 +44,11 @@ def dispose_all() -> None:
 def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///`` URL, or None for other backends and memory."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
         return None
     return Path(parsed.database)
 

@@ -25,11 +25,19 @@ def list_roles(session: Session) -> list[Role]:
 
 def get_role(session: Session, name: str) -> Role | None:
     row = session.get(RoleRow, name)
-    return None if row is None else Role(row.name, row.description, tuple(json.loads(row.permissions)))
+    return (
+        None if row is None else Role(row.name, row.description, tuple(json.loads(row.permissions)))
+    )
 
 
 def put_role(session: Session, role: Role) -> None:
-    session.merge(RoleRow(name=role.name, description=role.description, permissions=json.dumps(list(role.permissions))))
+    session.merge(
+        RoleRow(
+            name=role.name,
+            description=role.description,
+            permissions=json.dumps(list(role.permissions)),
+        )
+    )
 
 
 def delete_role(session: Session, name: str) -> None:
@@ -37,13 +45,19 @@ def delete_role(session: Session, name: str) -> None:
 
 
 def list_bindings(session: Session) -> list[tuple[str, str]]:
-    rows = session.execute(select(RoleBindingRow.principal, RoleBindingRow.role).order_by(RoleBindingRow.principal, RoleBindingRow.role))
+    rows = session.execute(
+        select(RoleBindingRow.principal, RoleBindingRow.role).order_by(
+            RoleBindingRow.principal, RoleBindingRow.role
+        )
+    )
     return [(p, r) for p, r in rows]
 
 
 def roles_of(session: Session, principal: str) -> list[Role]:
     """The roles bound to ``principal`` (a binding to a role that no longer exists is skipped)."""
-    names = session.scalars(select(RoleBindingRow.role).where(RoleBindingRow.principal == principal))
+    names = session.scalars(
+        select(RoleBindingRow.role).where(RoleBindingRow.principal == principal)
+    )
     return [role for name in names if (role := get_role(session, name)) is not None]
 
 
@@ -52,4 +66,8 @@ def add_binding(session: Session, principal: str, role: str) -> None:
 
 
 def delete_binding(session: Session, principal: str, role: str) -> None:
-    session.execute(delete(RoleBindingRow).where(RoleBindingRow.principal == principal, RoleBindingRow.role == role))
+    session.execute(
+        delete(RoleBindingRow).where(
+            RoleBindingRow.principal == principal, RoleBindingRow.role == role
+        )
+    )

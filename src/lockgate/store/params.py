@@ -26,7 +26,14 @@ class StoredParameter:
 
 def _from_row(row: ParameterRow) -> StoredParameter:
     return StoredParameter(
-        row.name, row.secure, row.value, row.description, row.managed, row.version, row.updated_at, row.updated_by
+        row.name,
+        row.secure,
+        row.value,
+        row.description,
+        row.managed,
+        row.version,
+        row.updated_at,
+        row.updated_by,
     )
 
 
@@ -66,4 +73,5 @@ def put_parameter(
 
 
 def delete_parameter(session: Session, name: str) -> bool:
-    return session.execute(delete(ParameterRow).where(ParameterRow.name == name)).rowcount > 0  # type: ignore[attr-defined]
+    result = session.execute(delete(ParameterRow).where(ParameterRow.name == name))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
