@@ -24,17 +24,23 @@ def status(home: HomeOption = None, json: JsonOption = False) -> None:
     console.print(
         f"[bold]Lockgate[/bold] home {doc['home']} — org {doc['org']}, you are {doc['principal']}"
     )
+    home_dir = doc["home"]
+
+    def here(url: str) -> str:
+        return url.replace(home_dir, "{home}")
+
     rows = [
         [
             e["position"],
             e["name"],
             "ready" if e["ready"] else "not ready",
-            f"{e['metadata_url']} (schema {e['schema'] or 'none'})",
-            e["artifact_url"],
+            e["schema"] or "none",
+            here(e["metadata_url"]),
+            here(e["artifact_url"]),
         ]
         for e in doc["environments"]
     ]
-    table(None, ["#", "environment", "state", "metadata store", "artifact store"], rows)
+    table(None, ["#", "environment", "state", "schema", "metadata store", "artifact store"], rows)
     version = doc["state_version"]
     console.print(
         f"Infrastructure state: {'version ' + str(version) + ' (' + doc['state_outcome'] + ')' if version else 'none'}"

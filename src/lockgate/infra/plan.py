@@ -113,9 +113,10 @@ def compute_plan(
         if (kinds is None or res.kind in kinds) and res.env in env_order:
             recorded[addr] = res
     if destroy:
-        recorded.update(
-            {a: r for a, r in _unrecorded(platform, desired).items() if a not in recorded}
-        )
+        # Also what is declared but was never recorded (an apply killed before its state write).
+        for res in desired:
+            if (kinds is None or res.kind in kinds) and res.address not in recorded:
+                recorded[res.address] = res
 
     changes: list[Change] = []
     warnings: list[str] = []
@@ -154,11 +155,6 @@ def compute_plan(
             forget.append(addr)
     changes.sort(key=lambda c: _sort_key(c, kinds_order, env_order))
     return Plan(changes, wanted, base, warnings, forget)
-
-
-def _unrecorded(platform: Platform, desired: list[Resource]) -> dict[str, Resource]:
-    """For destroy: declared resources that exist but were never recorded (an interrupted apply)."""
-    return {r.address: r for r in desired}
 
 
 class _Observer:

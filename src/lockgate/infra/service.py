@@ -21,7 +21,7 @@ from lockgate.errors import AbortedError, ConflictError
 from lockgate.ids import isoformat, utcnow
 from lockgate.infra.lock import LockInfo, StateLock
 from lockgate.infra.plan import Change, Plan, compute_plan
-from lockgate.infra.resources import desired_resources, handlers
+from lockgate.infra.resources import Resource, desired_resources, handlers
 from lockgate.infra.state import StateStore, StateVersion
 from lockgate.platform import Platform
 
@@ -54,7 +54,7 @@ def authorize_everywhere(
             authorize(env.store, principal, permission, env=name, target=target)
 
 
-def _desired(platform: Platform) -> list[Any]:
+def _desired(platform: Platform) -> list[Resource]:
     root = str(platform.home.root)
     return [
         r
@@ -225,7 +225,7 @@ def _record_state(
     return state
 
 
-def _record(res: Any) -> dict[str, Any]:
+def _record(res: Resource) -> dict[str, Any]:
     attrs = {k: v for k, v in res.attrs.items() if k != "value_env"}
     return {"env": res.env, "kind": res.kind, "name": res.name, "attrs": attrs}
 
