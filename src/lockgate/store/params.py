@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from lockgate.store.tables import ParameterRow
@@ -45,7 +45,11 @@ def get_parameter(session: Session, name: str) -> StoredParameter | None:
 def list_parameters(session: Session, prefix: str = "") -> list[StoredParameter]:
     query = select(ParameterRow).order_by(ParameterRow.name)
     if prefix:
-        query = query.where(ParameterRow.name.startswith(prefix, autoescape=True))
+        # LIKE ignores case on SQLite; names are case-sensitive, so compare the prefix exactly too.
+        query = query.where(
+            ParameterRow.name.startswith(prefix, autoescape=True),
+            func.substr(ParameterRow.name, 1, len(prefix)) == prefix,
+        )
     return [_from_row(row) for row in session.scalars(query)]
 
 
