@@ -20,6 +20,9 @@ demo: $(VENV)/.installed
 	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate init --org demo
 	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate infra apply --yes
 	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate status
+	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline upsert examples/abalone/pipeline.py
+	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline run abalone
+	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline registrations --group abalone
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

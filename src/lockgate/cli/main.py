@@ -9,7 +9,7 @@ from types import FrameType
 import typer
 
 from lockgate import __version__
-from lockgate.cli import audit, env, infra, param
+from lockgate.cli import audit, env, infra, param, pipeline
 from lockgate.cli.init_cmd import init
 from lockgate.cli.status import status
 
@@ -28,6 +28,8 @@ app.add_typer(infra.app, name="infra")
 app.add_typer(env.app, name="env")
 app.add_typer(param.app, name="param")
 app.add_typer(audit.app, name="audit")
+app.add_typer(pipeline.app, name="pipeline")
+app.command()(pipeline.lineage)
 
 
 def _version(value: bool) -> None:

@@ -20,6 +20,9 @@ PERMISSIONS: dict[str, str] = {
     "param:decrypt": "read the clear value of secure parameters",
     "audit:read": "list audit events",
     "audit:verify": "verify the audit chain",
+    "pipeline:read": "list and show pipelines, executions, logs and lineage",
+    "pipeline:write": "upsert pipeline definitions",
+    "pipeline:run": "run, retry, stop and resume executions",
 }
 
 DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
@@ -27,16 +30,16 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
     "lead-data-scientist": (
         "A data scientist who may also read secure parameters and verify the audit log "
         "(model approval arrives with the registry).",
-        ["env:read", "infra:plan", "param:*", "audit:*"],
+        ["env:read", "infra:plan", "param:*", "audit:*", "pipeline:*"],
     ),
     "data-scientist": (
         "Builds and trains models; bind it in dev, and 'viewer' in preprod and prod.",
-        ["env:read", "infra:plan", "param:read", "param:write", "audit:read"],
+        ["env:read", "infra:plan", "param:read", "param:write", "audit:read", "pipeline:*"],
     ),
-    "viewer": ("Read-only access.", ["env:read", "param:read", "audit:read"]),
+    "viewer": ("Read-only access.", ["env:read", "param:read", "audit:read", "pipeline:read"]),
     "ci": (
         "A CI service principal (scoped per project in a later release).",
-        ["env:read", "param:read"],
+        ["env:read", "param:read", "pipeline:read", "pipeline:run"],
     ),
 }
 

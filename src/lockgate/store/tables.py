@@ -6,7 +6,7 @@ The schema changes only through the Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -66,3 +66,102 @@ class SettingRow(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class PipelineVersionRow(Base):
+    """One stored version of a pipeline definition, with its code snapshot."""
+
+    __tablename__ = "pipeline_versions"
+
+    pipeline: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    definition_digest: Mapped[str] = mapped_column(String(80))
+    snapshot_digest: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ExecutionRow(Base):
+    """A pipeline execution; claimed by one orchestrator at a time through its lease."""
+
+    __tablename__ = "executions"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(40), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    parameters: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class StepRunRow(Base):
+    """The state of one step in one execution (its latest attempt)."""
+
+    __tablename__ = "step_runs"
+
+    execution_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    cache_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    cache_components: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cached_from: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    output_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    output_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    handle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    not_before: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ArtifactRow(Base):
+    """Lineage: which execution and step produced an artifact, from what, with which code."""
+
+    __tablename__ = "artifacts"
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    execution_id: Mapped[str] = mapped_column(String(26), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[str] = mapped_column(Text)
+    code_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class CacheEntryRow(Base):
+    __tablename__ = "cache_entries"
+
+    cache_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str] = mapped_column(String(64))
+    output_type: Mapped[str] = mapped_column(String(20))
+    output_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    components: Mapped[str] = mapped_column(Text)
+    execution_id: Mapped[str] = mapped_column(String(26))
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class ModelRegistrationRow(Base):
+    """A model stored by a pipeline's register-model step (the registry builds on it)."""
+
+    __tablename__ = "model_registrations"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(40), index=True)
+    model_digest: Mapped[str] = mapped_column(String(80))
+    metrics: Mapped[str] = mapped_column(Text)
+    approval: Mapped[str] = mapped_column(String(30))
+    execution_id: Mapped[str] = mapped_column(String(26))
+    step: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))

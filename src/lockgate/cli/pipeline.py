@@ -1,0 +1,615 @@
+"""``lockgate pipeline``: definitions, executions, logs, caching; and ``lockgate lineage``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from lockgate.cli.common import (
+    EnvOption,
+    HomeOption,
+    JsonOption,
+    console,
+    me,
+    open_platform,
+    print_json,
+)
+from lockgate.cli.render import table
+
+if TYPE_CHECKING:
+    from lockgate.pipelines.orchestrator import StepEvent
+    from lockgate.platform import Platform
+
+app = typer.Typer(help="Define, run and inspect ML pipelines.", no_args_is_help=True)
+cache_app = typer.Typer(help="Explain cache hits and misses.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+ExecArg = Annotated[
+    str, typer.Argument(help="The execution id (see `lockgate pipeline executions`).")
+]
+DetachOption = Annotated[
+    bool, typer.Option("--detach", "-d", help="Run in the background and return at once.")
+]
+ParallelOption = Annotated[
+    int | None,
+    typer.Option(
+        "--parallel", min=1, max=256, help="Steps at once (default: CPU count).", show_default=False
+    ),
+]
+_STYLE = {
+    "succeeded": "green",
+    "cached": "cyan",
+    "failed": "red",
+    "running": "yellow",
+    "pending": "dim",
+    "skipped": "dim",
+    "stopped": "magenta",
+}
+
+
+@app.command()
+def upsert(
+    target: Annotated[str, typer.Argument(help="FILE or FILE:PIPELINE, e.g. pipeline.py:abalone.")],
+    env: EnvOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Store a pipeline's definition and a snapshot of its project code, as a new version only
+    when something changed (an unchanged upsert keeps the version and every cache entry).
+
+    Examples:
+
+      lockgate pipeline upsert examples/abalone/pipeline.py
+
+      lockgate pipeline upsert pipeline.py:abalone --env preprod
+    """
+    from lockgate.pipelines import service
+
+    result = service.upsert(open_platform(home), me(), target, env=env)
+    v = result.version
+    if result.created:
+        console.print(
+            f"Stored [bold]{v.pipeline}@{v.version}[/bold] ({len(v.definition['steps'])} steps, code {v.snapshot_digest[:19]})."
+        )
+    else:
+        console.print(f"{v.pipeline}@{v.version} is unchanged; nothing stored.")
+
+
+@app.command("list")
+def list_(env: EnvOption = None, home: HomeOption = None, json: JsonOption = False) -> None:
+    """List pipelines with their latest version."""
+    from lockgate.pipelines import service
+
+    rows = service.list_pipelines(open_platform(home), me(), env=env)
+    if json:
+        print_json(rows)
+        return
+    table(
+        None,
+        ["pipeline", "latest", "updated", "executions"],
+        [[r["name"], r["latest_version"], r["updated_at"], r["executions"]] for r in rows],
+    )
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show a pipeline version: parameters and steps (--json: the whole definition)."""
+    from lockgate.pipelines import service
+
+    v = service.get_version(open_platform(home), me(), ref, env=env)
+    if json:
+        print_json(
+            {
+                "pipeline": v.pipeline,
+                "version": v.version,
+                "created_at": v.created_at,
+                "created_by": v.created_by,
+                "snapshot": v.snapshot_digest,
+                "definition": v.definition,
+            }
+        )
+        return
+    console.print(
+        f"[bold]{v.pipeline}@{v.version}[/bold] by {v.created_by} at {v.created_at}; code {v.snapshot_digest}"
+    )
+    params = v.definition["parameters"]
+    table(
+        "parameters",
+        ["name", "type", "default"],
+        [
+            [k, p["type"], "(required)" if p["required"] else p["default"]]
+            for k, p in params.items()
+        ],
+    )
+    steps = v.definition["steps"]
+    table(
+        "steps",
+        ["step", "kind", "depends on", "output"],
+        [[k, s["kind"], ", ".join(s["depends_on"]), s["output_type"]] for k, s in steps.items()],
+    )
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="NAME@A")],
+    b: Annotated[str, typer.Argument(help="NAME@B")],
+    env: EnvOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Show what changed between two versions (a unified diff of their definitions)."""
+    from lockgate.pipelines import service
+
+    text = service.diff(open_platform(home), me(), a, b, env=env)
+    sys.stdout.write(text or "The two versions are identical.\n")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    from lockgate.errors import ValidationError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(
+                f"-p {pair!r} is not key=value.", hint="For example: -p mse_threshold=5.5"
+            )
+        out[key.strip()] = value
+    return out
+
+
+def _detach(platform: Platform, execution_id: str, env: str) -> None:
+    log_dir = platform.home.run_dir / env / "executions" / execution_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "orchestrator.log", "ab") as log:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lockgate",
+                "pipeline",
+                "resume",
+                execution_id,
+                "--env",
+                env,
+                "--home",
+                str(platform.home.root),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ},
+        )
+    console.print(
+        f"Execution [bold]{execution_id}[/bold] started in the background. Follow it with `lockgate pipeline describe {execution_id}`."
+    )
+
+
+def _drive(
+    platform: Platform, execution_id: str, env: str, parallel: int | None, json: bool
+) -> None:
+    from lockgate.pipelines import service
+
+    described = service.describe(platform, me(), execution_id, env=env)
+    order = [s["name"] for s in described["steps"]]
+    states: dict[str, dict[str, Any]] = {
+        s["name"]: {
+            "status": s["status"],
+            "duration": s["duration_s"],
+            "reason": s["reason"],
+            "attempt": s["attempt"],
+        }
+        for s in described["steps"]
+    }
+    started = time.monotonic()
+
+    def render() -> Any:
+        from rich.table import Table
+
+        out = Table(
+            title=f"{described['pipeline']}@{described['version']} · {execution_id}",
+            show_edge=False,
+        )
+        for column in ("step", "state", "time", "note"):
+            out.add_column(column)
+        for name in order:
+            st = states[name]
+            colour = _STYLE.get(st["status"], "white")
+            seconds = f"{st['duration']:.2f}s" if st["duration"] is not None else ""
+            out.add_row(
+                name, f"[{colour}]{st['status']}[/{colour}]", seconds, (st["reason"] or "")[:80]
+            )
+        return out
+
+    if json or not sys.stdout.isatty():
+
+        def on_event(event: StepEvent) -> None:
+            if not json:
+                seconds = (
+                    f" {event.run.duration_s:.2f}s" if event.run.duration_s is not None else ""
+                )
+                note = f" — {event.run.reason}" if event.run.reason else ""
+                console.print(f"  {event.step}: {event.status}{seconds}{note}", markup=False)
+
+        final = service.drive(
+            platform, me(), execution_id, env=env, on_event=on_event, parallel=parallel
+        )
+    else:
+        from rich.live import Live
+
+        with Live(render(), console=console, refresh_per_second=8) as live:
+
+            def on_event(event: StepEvent) -> None:
+                states[event.step] = {
+                    "status": event.status,
+                    "duration": event.run.duration_s,
+                    "reason": event.run.reason,
+                    "attempt": event.run.attempt,
+                }
+                live.update(render())
+
+            final = service.drive(
+                platform, me(), execution_id, env=env, on_event=on_event, parallel=parallel
+            )
+    if json:
+        print_json(service.describe(platform, me(), execution_id, env=env))
+    else:
+        colour = _STYLE.get(final.status, "white")
+        reason = f": {final.reason}" if final.reason else ""
+        console.print(
+            f"Execution {execution_id} [{colour}]{final.status}[/{colour}] in {time.monotonic() - started:.2f}s{reason}"
+        )
+        _summary(service.describe(platform, me(), execution_id, env=env))
+    if final.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _summary(doc: dict[str, Any]) -> None:
+    """The metrics and registrations an execution produced, one line each."""
+    for s in doc["steps"]:
+        value = s.get("value")
+        if s["status"] not in ("succeeded", "cached") or not isinstance(value, dict):
+            continue
+        if s["kind"] == "register_model":
+            console.print(
+                f"  registered model {value['model_digest'][:19]} in group {value['group']!r} ({value['approval']}), registration {value['registration']}"
+            )
+        elif s["output"] and s["output"]["type"] == "Metrics":
+            shown = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+            console.print(f"  {s['name']}: {shown}")
+
+
+@app.command()
+def run(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A parameter override, key=value (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    env: EnvOption = None,
+    detach: DetachOption = False,
+    parallel: ParallelOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Run a pipeline, showing each step's state and duration. Exits 1 if it does not succeed.
+
+    Examples:
+
+      lockgate pipeline run abalone
+
+      lockgate pipeline run abalone@2 -p mse_threshold=5.5 --detach
+    """
+    from lockgate.pipelines import service
+
+    platform = open_platform(home)
+    execution = service.start(platform, me(), ref, _parse_params(param or []), env=env)
+    env_name = service.environment(platform, env).name
+    if detach:
+        _detach(platform, execution.id, env_name)
+        return
+    _drive(platform, execution.id, env_name, parallel, json)
+
+
+@app.command()
+def resume(
+    execution_id: ExecArg,
+    env: EnvOption = None,
+    detach: DetachOption = False,
+    parallel: ParallelOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Pick up an execution whose orchestrator died (e.g. after kill -9)."""
+    from lockgate.pipelines import service
+
+    platform = open_platform(home)
+    env_name = service.environment(platform, env).name
+    service.get_execution(platform, me(), execution_id, env=env)
+    if detach:
+        _detach(platform, execution_id, env_name)
+        return
+    _drive(platform, execution_id, env_name, parallel, json)
+
+
+@app.command()
+def retry(
+    execution_id: ExecArg,
+    env: EnvOption = None,
+    detach: DetachOption = False,
+    parallel: ParallelOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Re-run the failed (and skipped) steps of an execution, reusing what succeeded."""
+    from lockgate.pipelines import service
+
+    platform = open_platform(home)
+    service.retry(platform, me(), execution_id, env=env)
+    env_name = service.environment(platform, env).name
+    if detach:
+        _detach(platform, execution_id, env_name)
+        return
+    _drive(platform, execution_id, env_name, parallel, json)
+
+
+@app.command()
+def stop(execution_id: ExecArg, env: EnvOption = None, home: HomeOption = None) -> None:
+    """Stop an execution: running steps are cancelled, pending ones skipped."""
+    from lockgate.pipelines import service
+
+    execution = service.stop(open_platform(home), me(), execution_id, env=env)
+    console.print(f"Execution {execution_id} is {execution.status}.")
+
+
+@app.command()
+def executions(
+    pipeline: Annotated[
+        str | None, typer.Argument(help="Only this pipeline.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List executions, newest first."""
+    from lockgate.pipelines import service
+
+    found = service.list_executions(open_platform(home), me(), pipeline, env=env, limit=limit)
+    if json:
+        print_json(
+            [
+                {
+                    k: getattr(e, k)
+                    for k in (
+                        "id",
+                        "pipeline",
+                        "version",
+                        "status",
+                        "reason",
+                        "parameters",
+                        "created_at",
+                        "created_by",
+                        "finished_at",
+                    )
+                }
+                for e in found
+            ]
+        )
+        return
+    table(
+        None,
+        ["execution", "pipeline", "status", "created", "by", "reason"],
+        [
+            [
+                e.id,
+                f"{e.pipeline}@{e.version}",
+                e.status,
+                e.created_at,
+                e.created_by,
+                (e.reason or "")[:60],
+            ]
+            for e in found
+        ],
+    )
+
+
+@app.command()
+def describe(
+    execution_id: ExecArg, env: EnvOption = None, home: HomeOption = None, json: JsonOption = False
+) -> None:
+    """Show an execution: its DAG with states, parameters, outputs, metrics and timings."""
+    from lockgate.pipelines import service
+
+    doc = service.describe(open_platform(home), me(), execution_id, env=env)
+    if json:
+        print_json(doc)
+        return
+    console.print(
+        f"[bold]{doc['pipeline']}@{doc['version']}[/bold] · {doc['id']} · {doc['status']}{': ' + doc['reason'] if doc['reason'] else ''}"
+    )
+    console.print(
+        f"parameters: {', '.join(f'{k}={v}' for k, v in doc['parameters'].items()) or 'none'}"
+    )
+    rows = []
+    for s in doc["steps"]:
+        output = s["output"]["digest"][:19] if s["output"] else ""
+        value = s.get("value")
+        shown = (
+            ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in value.items()
+                if not isinstance(v, (dict, list))
+            )
+            if isinstance(value, dict)
+            else ""
+        )
+        seconds = f"{s['duration_s']:.2f}s" if s["duration_s"] is not None else ""
+        rows.append(
+            [
+                s["name"],
+                s["kind"],
+                s["status"],
+                seconds,
+                ", ".join(s["depends_on"]),
+                output,
+                shown or (s["reason"] or ""),
+            ]
+        )
+    table(None, ["step", "kind", "state", "time", "after", "output", "value / note"], rows)
+
+
+@app.command()
+def logs(
+    execution_id: ExecArg,
+    step: Annotated[
+        str | None, typer.Argument(help="One step (default: all).", show_default=False)
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the execution ends.")
+    ] = False,
+    env: EnvOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Print the captured stdout and stderr of an execution's steps."""
+    from lockgate.pipelines import service
+
+    platform = open_platform(home)
+    steps = (
+        [step]
+        if step
+        else [s["name"] for s in service.describe(platform, me(), execution_id, env=env)["steps"]]
+    )
+    paths = {name: service.log_file(platform, me(), execution_id, name, env=env) for name in steps}
+    offsets = dict.fromkeys(steps, 0)
+    while True:
+        for name, path in paths.items():
+            if path.exists():
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    handle.seek(offsets[name])
+                    text = handle.read()
+                    offsets[name] = handle.tell()
+                if text:
+                    prefix = f"[{name}] " if len(paths) > 1 else ""
+                    sys.stdout.write(
+                        "".join(prefix + line for line in text.splitlines(keepends=True))
+                    )
+                    sys.stdout.flush()
+        if not follow or service.get_execution(
+            platform, me(), execution_id, env=env
+        ).status not in ("pending", "running", "stopping"):
+            break
+        time.sleep(0.3)
+
+
+@app.command()
+def registrations(
+    group: Annotated[
+        str | None, typer.Option(help="Only this model group.", show_default=False)
+    ] = None,
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List models stored by register-model steps."""
+    from lockgate.pipelines import service
+
+    found = service.registrations(open_platform(home), me(), group, env=env)
+    if json:
+        print_json(found)
+        return
+    table(
+        None,
+        ["id", "group", "model", "metrics", "approval", "execution"],
+        [
+            [
+                r["id"],
+                r["group"],
+                r["model_digest"][:19],
+                ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in r["metrics"].items()
+                ),
+                r["approval"],
+                r["execution_id"],
+            ]
+            for r in found
+        ],
+    )
+
+
+@cache_app.command("explain")
+def cache_explain(
+    execution_id: ExecArg,
+    step: Annotated[str, typer.Argument(help="The step.")],
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Say why a step hit or missed the cache (which part of its key changed).
+
+    Examples:
+
+      lockgate pipeline cache explain 01JD3Q9X0T8ZK3M6S5H7Y2B4CW train
+    """
+    from lockgate.pipelines import service
+
+    doc = service.explain_cache(open_platform(home), me(), execution_id, step, env=env)
+    if json:
+        print_json(doc)
+        return
+    console.print(f"{step}: cache [bold]{doc['result']}[/bold]")
+    for line in doc["reasons"]:
+        console.print(f"  - {line}", markup=False)
+
+
+def lineage(
+    artifact: Annotated[str, typer.Argument(help="An artifact digest, sha256:…")],
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Walk an artifact's lineage: what produced it, from what, and what was made from it."""
+    from rich.tree import Tree
+
+    from lockgate.pipelines import service
+
+    doc = service.lineage(open_platform(home), me(), artifact, env=env)
+    if json:
+        print_json(doc)
+        return
+
+    def branch(tree: Tree, node: dict[str, Any]) -> None:
+        label = (
+            f"{node['digest'][:19]} {node.get('type', '')} ← step {node['step']} of {node['execution_id']}"
+            if "step" in node
+            else f"{node['digest'][:19]} (not produced by a pipeline)"
+        )
+        sub = tree.add(f"{node.get('argument', '')}: {label}" if node.get("argument") else label)
+        for parent in node.get("inputs", []):
+            branch(sub, parent)
+
+    root = Tree("lineage")
+    branch(root, doc["artifact"])
+    used = root.add("used by")
+    for consumer in doc["used_by"]:
+        used.add(
+            f"{consumer['digest'][:19]} {consumer['type']} ← step {consumer['step']} of {consumer['execution_id']}"
+        )
+    console.print(root)

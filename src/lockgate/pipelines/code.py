@@ -1,0 +1,188 @@
+"""Code identity: the digest of a step's code, and the snapshot of a project's files.
+
+A step's code digest covers its own source, the source of every function or class of the same
+project that it refers to (recursively), and the files of the project modules those come from
+and import. So editing a helper the step calls changes the digest (a cache miss), while editing
+an unrelated step in the same file does not.
+
+A snapshot is a deterministic zip of the project folder (the folder of the pipeline file),
+stored by content: an execution always runs the code it was started with.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import io
+import os
+import shutil
+import sys
+import types
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lockgate.errors import ValidationError
+
+SKIP_DIRS = frozenset(
+    {
+        "__pycache__",
+        ".git",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+    }
+)
+MAX_SNAPSHOT_BYTES = 100 * 1024 * 1024
+
+
+def _in_project(path: str | None, root: Path) -> bool:
+    if not path:
+        return False
+    resolved = Path(path).resolve()
+    return root == resolved or root in resolved.parents
+
+
+def _module_file(module: types.ModuleType) -> str | None:
+    return getattr(module, "__file__", None)
+
+
+def _imported_project_modules(path: Path, root: Path, seen: set[Path]) -> None:
+    """Add ``path`` and every project module it imports (transitively) to ``seen``."""
+    if path in seen or not path.is_file():
+        return
+    seen.add(path)
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            base = root.joinpath(*name.split("."))
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    _imported_project_modules(candidate.resolve(), root, seen)
+
+
+def code_digest(fn: Callable[..., Any], root: Path) -> str:
+    """The digest of ``fn``'s code and the project code it depends on."""
+    root = root.resolve()
+    sources: dict[str, str] = {}
+    files: set[Path] = set()
+    _collect(fn, root, sources, files)
+    digest = hashlib.sha256()
+    for key in sorted(sources):
+        digest.update(f"{key}\n{sources[key]}\n".encode())
+    for path in sorted(files):
+        digest.update(f"{path.relative_to(root)}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
+def _collect(obj: Any, root: Path, sources: dict[str, str], files: set[Path]) -> None:
+    key = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+    if key in sources:
+        return
+    try:
+        sources[key] = inspect.getsource(obj)
+    except (OSError, TypeError):
+        sources[key] = repr(obj)
+        return
+    code = getattr(obj, "__code__", None)
+    globals_ = getattr(obj, "__globals__", {})
+    if code is None:  # a class: follow its methods
+        for value in vars(obj).values():
+            if inspect.isfunction(value):
+                _collect(value, root, sources, files)
+        return
+    for name in _names(code):
+        value = globals_.get(name)
+        if value is None:
+            continue
+        value = getattr(value, "fn", value) if getattr(value, "__lockgate_step__", False) else value
+        if isinstance(value, (str, int, float, bool, bytes, tuple, frozenset)):
+            sources[f"{getattr(obj, '__module__', '?')}:{name}"] = repr(value)  # a module constant
+        elif isinstance(value, types.ModuleType):
+            module_file = _module_file(value)
+            if _in_project(module_file, root):
+                _imported_project_modules(Path(module_file).resolve(), root, files)  # type: ignore[arg-type]
+        elif inspect.isfunction(value) or inspect.isclass(value):
+            module = sys.modules.get(value.__module__)
+            module_file = _module_file(module) if module else None
+            if not _in_project(module_file, root):
+                continue
+            if value.__module__ == getattr(obj, "__module__", None):
+                _collect(value, root, sources, files)
+            else:
+                _imported_project_modules(Path(module_file).resolve(), root, files)  # type: ignore[arg-type]
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def snapshot(root: Path) -> bytes:
+    """A deterministic zip of the project folder (same files → same bytes → same digest)."""
+    root = root.resolve()
+    buffer = io.BytesIO()
+    total = 0
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(_project_files(root)):
+            data = path.read_bytes()
+            total += len(data)
+            if total > MAX_SNAPSHOT_BYTES:
+                raise ValidationError(
+                    f"the project folder {root} holds more than {MAX_SNAPSHOT_BYTES // 2**20} MiB of files.",
+                    hint="Keep large data in a bucket and pass its address as a parameter.",
+                )
+            info = zipfile.ZipInfo(str(path.relative_to(root)), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def _project_files(root: Path) -> list[Path]:
+    out = []
+    for path in root.rglob("*"):
+        parts = path.relative_to(root).parts
+        if any(p in SKIP_DIRS or p.startswith(".") for p in parts):
+            continue
+        if path.is_file() and not path.name.endswith((".pyc", ".pyo")):
+            out.append(path)
+    return out
+
+
+def extract(data: bytes, dest: Path) -> Path:
+    """Unpack a snapshot into ``dest`` (once; a complete folder is reused)."""
+    marker = dest / ".complete"
+    if marker.exists():
+        return dest
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for member in archive.namelist():
+            target = (tmp / member).resolve()
+            if tmp.resolve() not in target.parents:
+                raise ValidationError(f"snapshot member {member!r} escapes its folder.")
+        archive.extractall(tmp)
+    (tmp / ".complete").write_text("")
+    try:
+        tmp.rename(dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not marker.exists():  # another process did not win the race: a real error
+            raise
+    return dest

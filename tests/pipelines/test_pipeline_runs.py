@@ -1,0 +1,213 @@
+"""Pipelines end to end on a real home: every step kind, caching, retries, timeouts, failures,
+retry of an execution, stop, lineage. Steps run in real processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate.auth.principal import Principal
+from lockgate.errors import ConflictError, NotFoundError, ValidationError
+from lockgate.pipelines import service
+from lockgate.platform import Platform
+
+PROJECT = Path(__file__).parent / "projects" / "basic"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    target = tmp_path / "project"
+    shutil.copytree(PROJECT, target)
+    return target
+
+
+def _run(platform: Platform, admin: Principal, ref: str, **params: Any) -> dict[str, Any]:
+    execution = service.start(platform, admin, ref, {k: str(v) for k, v in params.items()})
+    service.drive(platform, admin, execution.id, parallel=2)
+    return service.describe(platform, admin, execution.id)
+
+
+def _steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in doc["steps"]}
+
+
+def test_true_branch_registers_the_model(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    result = service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    assert result.created and result.version.version == 1
+    doc = _run(platform, admin, "basic")
+    steps = _steps(doc)
+    assert doc["status"] == "succeeded", doc
+    assert [
+        steps[n]["status"] for n in ("make_data", "fit", "score", "gate", "register_model")
+    ] == ["succeeded"] * 5
+    assert steps["too_high"]["status"] == "skipped" and "was true" in steps["too_high"]["reason"]
+    assert steps["score"]["value"] == {"mse": 3.0, "mean": 4.5}
+    assert steps["gate"]["reason"] == "3 <= 5 is true"
+    [registration] = service.registrations(platform, admin, "basic")
+    assert registration["model_digest"] == steps["fit"]["output"]["digest"]
+    assert (
+        registration["metrics"]["mse"] == 3.0
+        and registration["approval"] == "PendingManualApproval"
+    )
+    log = service.log_file(platform, admin, doc["id"], "make_data").read_text()
+    assert "made 10 numbers" in log
+
+
+def test_false_branch_fails_with_the_message(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    doc = _run(platform, admin, "basic", threshold=1.0)
+    steps = _steps(doc)
+    assert doc["status"] == "failed" and "mse above threshold" in doc["reason"]
+    assert steps["register_model"]["status"] == "skipped"
+    assert steps["too_high"]["status"] == "failed"
+    assert service.registrations(platform, admin, "basic") == []
+
+
+def test_second_run_is_cached_and_explained(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    first = _run(platform, admin, "basic")
+    again = service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    assert not again.created and again.version.version == 1  # unchanged upsert: same version
+    second = _run(platform, admin, "basic")
+    steps = _steps(second)
+    for name in ("make_data", "fit", "score"):
+        assert steps[name]["status"] == "cached" and steps[name]["cached_from"] == first["id"]
+        assert steps[name]["output"] == _steps(first)[name]["output"]
+    hit = service.explain_cache(platform, admin, second["id"], "fit")
+    assert hit["result"] == "hit" and first["id"] in hit["reasons"][0]
+
+    third = _run(platform, admin, "basic", factor=2.0)
+    steps = _steps(third)
+    assert steps["make_data"]["status"] == "cached"
+    assert steps["fit"]["status"] == "succeeded"
+    miss = service.explain_cache(platform, admin, third["id"], "fit")
+    assert miss["result"] == "miss"
+    assert miss["reasons"] == ["parameter 'factor' changed: 1.5 → 2.0"]
+    score = service.explain_cache(platform, admin, third["id"], "score")
+    assert score["reasons"][0].startswith("input 'model' changed")
+
+
+def test_editing_a_helper_misses_only_its_step(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    _run(platform, admin, "basic")
+    (project / "helpers.py").write_text("def scale(value: float) -> float:\n    return value * 3\n")
+    result = service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    assert result.created and result.version.version == 2
+    assert '"code_digest"' in service.diff(platform, admin, "basic@1", "basic@2")
+    doc = _run(platform, admin, "basic")
+    steps = _steps(doc)
+    assert steps["make_data"]["status"] == "cached" and steps["fit"]["status"] == "cached"
+    assert steps["score"]["status"] == "succeeded" and steps["score"]["value"]["mse"] == 4.5
+    why = service.explain_cache(platform, admin, doc["id"], "score")["reasons"]
+    assert len(why) == 1 and why[0].startswith("code changed")
+
+
+def test_retries_with_backoff(
+    platform: Platform, admin: Principal, project: Path, tmp_path: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:retrying")
+    doc = _run(platform, admin, "retrying", marker=tmp_path / "marker")
+    step = _steps(doc)["flaky"]
+    assert doc["status"] == "succeeded" and step["attempt"] == 3 and step["value"] == 3
+    log = service.log_file(platform, admin, doc["id"], "flaky").read_text()
+    assert log.count("RuntimeError: flaky attempt") == 2 and "attempt 3 of step flaky" in log
+
+
+def test_timeout_fails_the_step(platform: Platform, admin: Principal, project: Path) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:timeouts")
+    doc = _run(platform, admin, "timeouts")
+    step = _steps(doc)["slow"]
+    assert doc["status"] == "failed" and step["status"] == "failed"
+    assert "timed out" in step["reason"]
+
+
+def test_a_raising_step_keeps_its_traceback_and_retry_reuses_what_succeeded(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:failing")
+    doc = _run(platform, admin, "failing")
+    steps = _steps(doc)
+    assert doc["status"] == "failed"
+    assert (
+        steps["boom"]["status"] == "failed" and steps["boom"]["reason"] == "ValueError: bad input"
+    )
+    assert steps["make_data"]["status"] == "succeeded"
+    log = service.log_file(platform, admin, doc["id"], "boom").read_text()
+    assert "Traceback" in log and "raise ValueError(message)" in log
+    made = steps["make_data"]["output"]
+    service.retry(platform, admin, doc["id"])
+    service.drive(platform, admin, doc["id"])
+    again = _steps(service.describe(platform, admin, doc["id"]))
+    assert again["make_data"]["output"] == made and again["make_data"]["status"] == "succeeded"
+    assert again["boom"]["status"] == "failed" and again["boom"]["attempt"] == 1
+    service.upsert(platform, admin, f"{project}/pipe.py:environ")
+    succeeded = _run(platform, admin, "environ")
+    with pytest.raises(ConflictError, match="only a failed or stopped one"):
+        service.retry(platform, admin, succeeded["id"])
+
+
+def test_env_vars_and_working_directory(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:environ")
+    doc = _run(platform, admin, "environ")
+    value = _steps(doc)["greet"]["value"]
+    assert value.startswith("hello from ") and "/code/" in value  # runs in the code snapshot
+
+
+def test_lineage_walks_both_ways(platform: Platform, admin: Principal, project: Path) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    doc = _run(platform, admin, "basic")
+    steps = _steps(doc)
+    model = steps["fit"]["output"]["digest"]
+    tree = service.lineage(platform, admin, model)
+    assert tree["artifact"]["step"] == "fit"
+    [parent] = tree["artifact"]["inputs"]
+    assert parent["argument"] == "data" and parent["step"] == "make_data"
+    assert {c["step"] for c in tree["used_by"]} == {"score", "register_model"}
+
+
+@pytest.mark.parametrize(
+    ("ref", "params", "error", "text"),
+    [
+        ("nope", {}, NotFoundError, "pipeline nope does not exist"),
+        ("basic@9", {}, NotFoundError, "basic@9 does not exist"),
+        ("basic", {"n": "ten"}, ValidationError, "parameter 'n' must be int"),
+        ("basic", {"colour": "red"}, ValidationError, "has no parameter 'colour'"),
+        ("retrying", {}, ValidationError, "parameter 'marker' (str) is required"),
+    ],
+)
+def test_bad_run_input(
+    platform: Platform,
+    admin: Principal,
+    project: Path,
+    ref: str,
+    params: dict[str, str],
+    error: type,
+    text: str,
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    service.upsert(platform, admin, f"{project}/pipe.py:retrying")
+    with pytest.raises(error) as info:  # type: ignore[call-overload]
+        service.start(platform, admin, ref, params)
+    assert text in str(info.value)
+
+
+def test_describe_is_json_ready(platform: Platform, admin: Principal, project: Path) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    doc = _run(platform, admin, "basic")
+    assert json.loads(json.dumps(doc))["pipeline"] == "basic"
