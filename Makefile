@@ -34,6 +34,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_pipelines.py
 
 demo-clean:
 	rm -rf $(DEMO_HOME)
