@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from lockgate.auth.principal import local_principal
 from lockgate.config.home import Home

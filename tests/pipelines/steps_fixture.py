@@ -20,7 +20,7 @@ from lockgate.pipelines.types import Dataset, Metrics, Model
 
 
 def make_dataset(rows: int) -> Dataset:
-    data = Dataset.new()
+    data: Dataset = Dataset.new()
     lines = ["x,y"] + [f"{i},{2 * i}" for i in range(rows)]
     data.file("data.csv").write_text("\n".join(lines) + "\n")
     data.file("notes/readme.txt").write_text("nested file")
@@ -30,7 +30,7 @@ def make_dataset(rows: int) -> Dataset:
 
 def train(data: Dataset, factor: float) -> Model:
     rows = data.file("data.csv").read_text().splitlines()[1:]
-    model = Model.new()
+    model: Model = Model.new()
     model.file("weights.json").write_text(json.dumps({"rows": len(rows), "factor": factor}))
     return model
 
@@ -77,7 +77,8 @@ def not_json() -> object:
 
 def sleeper(seconds: float, pid_file: str) -> str:
     child = subprocess.Popen(["sleep", "300"])
-    Path(pid_file).write_text(json.dumps({"step": os.getpid(), "child": child.pid}))
+    pids = {"step": os.getpid(), "child": child.pid, "parent": os.getppid()}
+    Path(pid_file).write_text(json.dumps(pids))
     time.sleep(seconds)
     return "woke up"
 
@@ -106,11 +107,11 @@ def rendezvous(folder: str, me: str, total: int) -> dict[str, float]:
 def unsyncable() -> Dataset:
     """Returns a folder while the disk refuses to make anything durable."""
 
-    def refuse(fd: int) -> None:
+    def refuse(fd: Any) -> None:
         raise OSError(5, "fsync refused by the test")
 
     os.fsync = refuse
-    data = Dataset.new()
+    data: Dataset = Dataset.new()
     data.file("data.csv").write_text("x\n1\n")
     return data
 

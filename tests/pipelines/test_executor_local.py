@@ -365,6 +365,22 @@ def test_steps_run_in_parallel(
     assert max(s["start"] for s in spans) < min(s["end"] for s in spans)
 
 
+def test_many_short_steps_through_two_slots_are_all_reported(
+    make_task: MakeTask,
+) -> None:
+    """Steps end while the next is being forked: no end may be lost on the way (a regression)."""
+    with LocalExecutor(max_parallel=2) as executor:
+        submitted, reported = 0, dict[str, StepResult]()
+        give_up = time.monotonic() + 120
+        while len(reported) < 60:
+            assert time.monotonic() < give_up, f"{len(reported)} of {submitted} reported"
+            while submitted < 60 and executor.running() < executor.max_parallel:
+                executor.submit(make_task("nothing", step=f"n{submitted}", output_type="none"))
+                submitted += 1
+            reported.update((h.id, r) for h, r in executor.wait(0.5))
+    assert all(r.ok for r in reported.values())
+
+
 def test_each_step_is_its_own_process_in_the_code_dir_with_its_env(
     executor: LocalExecutor, make_task: MakeTask, store: ArtifactStore, code_dir: Path
 ) -> None:
@@ -455,6 +471,20 @@ def test_steps_survive_a_killed_orchestrator_and_are_adopted(
         assert successor.adopt(task, info) is not None
         result = next(iter(collect(successor, 1).values()))
     assert result.ok and json.loads(store.get_bytes(result.output_digest or "")) == "survived"
+
+
+def test_steps_outlive_a_dead_fork_server_and_a_new_one_takes_over(
+    executor: LocalExecutor, make_task: MakeTask, tmp_path: Path, store: ArtifactStore
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    handle = executor.submit(make_task("sleeper", inputs={"seconds": 1, "pid_file": str(pid_file)}))
+    pids = wait_for_file(pid_file)
+    os.kill(pids["parent"], signal.SIGKILL)  # the fork server
+    result = collect(executor, 1)[handle.id]
+    assert result.ok and json.loads(store.get_bytes(result.output_digest or "")) == "woke up"
+    assert eventually_gone(pids["child"]), "what the step left running outlived it"
+    after = run(executor, make_task("nothing", output_type="none"))
+    assert after.ok, after.error
 
 
 def test_a_finished_step_is_adopted_from_its_result_file(

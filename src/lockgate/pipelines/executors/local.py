@@ -49,6 +49,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -261,7 +262,8 @@ class LocalExecutor(Executor):
         if self._server is None:
             time.sleep(pause)
             return
-        for pid, code in self._server.read(pause):
+        self._server.read(pause)
+        for pid, code in self._server.take_exits():
             attempt = self._by_pid.pop(pid, None)
             if attempt is not None:
                 attempt.exit_code = code
@@ -296,8 +298,14 @@ class LocalExecutor(Executor):
             return
         self._next_poll = now + POLL_S
         for attempt in self._attempts.values():
-            if attempt.polled and not attempt.ended:
-                attempt.gone = attempt.pid is None or not _same_process(attempt.pid, attempt.ticks)
+            if not attempt.polled or attempt.ended or attempt.pid is None:
+                continue
+            if not _same_process(attempt.pid, attempt.ticks):
+                attempt.gone = True
+                # What it left running in its group goes too, as the fork server would do; the
+                # pid is not reused while its group has members, so this signals nothing else.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(attempt.pid, signal.SIGKILL)
 
     def _stop(self, attempt: _Attempt, reason: str, now: float) -> None:
         attempt.stop_reason = reason
@@ -444,8 +452,8 @@ class _ForkServer:
             raise RuntimeError(f"the fork server could not start a process: {reply.get('error')}")
         return int(reply["pid"]), reply.get("ticks")
 
-    def read(self, timeout: float) -> list[tuple[int, int]]:
-        """Wait up to ``timeout`` s for messages; returns the (pid, exit code) of ended steps."""
+    def read(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for messages, and file them (replies, or steps that ended)."""
         if not self._eof and self._selector.select(max(0.0, timeout)):
             try:
                 data = self._sock.recv(1 << 16)
@@ -461,6 +469,9 @@ class _ForkServer:
                     self._exits.append((int(message["pid"]), int(message["code"])))
                 else:
                     self._replies.append(message)
+
+    def take_exits(self) -> list[tuple[int, int]]:
+        """The (pid, exit code) of the steps that ended since the last call."""
         exits, self._exits = self._exits, []
         return exits
 
@@ -474,7 +485,7 @@ class _ForkServer:
                 raise _ServerGone
             if time.monotonic() > end:
                 raise RuntimeError(f"the fork server did not answer within {limit:g} s.")
-            self._exits.extend(self.read(end - time.monotonic()))
+            self.read(end - time.monotonic())
         return self._replies.popleft()
 
 
@@ -506,6 +517,12 @@ def _serve(config: dict[str, Any]) -> None:
             failed.append(f"{name} ({type(exc).__name__}: {exc})")
     import ctypes  # noqa: F401 - imported once here, so each child's stdio flush is instant
 
+    # Python 3.12+ warns when a process with threads forks, and a preloaded library may start
+    # some (OpenBLAS does). Were that warning an error (-W error), os.fork() would raise in
+    # here *after* creating the child, and the executor would not know the step runs.
+    warnings.filterwarnings(
+        "ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning
+    )
     _Server(socket.socket(fileno=config["fd"]), failed).loop()
 
 
