@@ -170,3 +170,31 @@ def test_apply_failure_records_what_was_done(
     plan = service.plan(platform, admin)
     assert not plan.has_changes
     assert any("$LG_TEST_TOKEN" in w for w in plan.warnings)
+
+
+def test_an_old_schema_is_upgraded_by_apply(
+    platform: Platform, admin: Principal, home: Home
+) -> None:
+    """A home made before pipelines existed (schema 0001) plans an update and apply upgrades it."""
+    from lockgate.errors import NotInitialisedError
+    from lockgate.pipelines import service as pipelines
+
+    _apply(platform, admin)
+    db = home.root / "envs" / "dev" / "metadata.db"
+    with sqlite3.connect(db) as conn:
+        for table in (
+            "model_registrations",
+            "cache_entries",
+            "artifacts",
+            "step_runs",
+            "executions",
+            "pipeline_versions",
+        ):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    with pytest.raises(NotInitialisedError, match="Run `lockgate infra apply`"):
+        pipelines.list_pipelines(platform, admin)
+    [change] = service.plan(platform, admin).changes
+    assert change.address == "dev.metadata_store" and change.diff() == [("schema", "0001", "0002")]
+    _apply(platform, admin)
+    assert pipelines.list_pipelines(platform, admin) == []

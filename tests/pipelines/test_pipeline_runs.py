@@ -211,3 +211,55 @@ def test_describe_is_json_ready(platform: Platform, admin: Principal, project: P
     service.upsert(platform, admin, f"{project}/pipe.py:basic")
     doc = _run(platform, admin, "basic")
     assert json.loads(json.dumps(doc))["pipeline"] == "basic"
+
+
+def test_batch_transform_predicts_every_row(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:batch")
+    doc = _run(platform, admin, "batch")
+    assert doc["status"] == "succeeded", doc
+    out = _steps(doc)["transform"]["output"]
+    assert out["type"] == "Dataset"
+    target = project / "predictions"
+    platform.env("dev").artifacts.get_tree(out["digest"], target)
+    lines = (target / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "x,y,prediction" and len(lines) == 21
+    _x, y, prediction = lines[5].split(",")
+    assert abs(float(prediction) - float(y)) < 1e-6
+
+
+def test_a_dying_step_process_fails_the_step(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:dying")
+    doc = _run(platform, admin, "dying")
+    step = _steps(doc)["die"]
+    assert doc["status"] == "failed" and step["status"] == "failed"
+    assert "signal 9" in step["reason"]
+
+
+def test_an_output_that_cannot_be_stored(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:badoutput")
+    doc = _run(platform, admin, "badoutput")
+    step = _steps(doc)["not_a_dataset"]
+    assert step["status"] == "failed"
+    assert "Dataset" in step["reason"] and "str" in step["reason"]
+
+
+def test_steps_after_a_failed_step_are_skipped_and_independent_ones_run(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:downstream")
+    doc = _run(platform, admin, "downstream")
+    steps = _steps(doc)
+    assert doc["status"] == "failed" and doc["reason"] == "RuntimeError: no data today"
+    assert steps["broken_data"]["status"] == "failed"
+    assert (
+        steps["fit"]["status"] == "skipped"
+        and steps["fit"]["reason"] == "upstream step 'broken_data' failed"
+    )
+    assert steps["score"]["status"] == "skipped"
+    assert steps["make_data"]["status"] == "succeeded"

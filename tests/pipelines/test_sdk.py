@@ -162,3 +162,30 @@ def test_module_errors_name_the_line(tmp_path: Path) -> None:
         compiler.load_module(bad)
     with pytest.raises(ValidationError, match="defines 0 pipelines"):
         compiler.find_pipeline(compiler.load_module(PROJECT / "helpers.py"), None)
+
+
+def test_an_error_in_a_pipeline_body_names_the_pipeline_and_line() -> None:
+    @pipeline
+    def typo() -> None:
+        undefined_step()  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(
+        ValidationError, match=r"compiling pipeline 'typo' failed: NameError: .*\(line \d+ of"
+    ):
+        typo.trace()
+
+
+def test_the_public_api_is_declared_and_lazy() -> None:
+    import subprocess
+    import sys
+
+    import lockgate
+
+    assert set(lockgate.__all__) == set(lockgate._EXPORTS) | {"__version__"}
+    for name in lockgate.__all__:
+        assert getattr(lockgate, name) is not None
+    probe = "import sys, lockgate; print('lockgate.pipelines.sdk' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

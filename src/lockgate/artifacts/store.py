@@ -39,6 +39,9 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class ArtifactStore:
+    """The artifact store at ``url`` (``file://…`` or ``s3://…``); cheap to create, so a step
+    process makes its own from the URL in its task."""
+
     url: str
 
     @cached_property

@@ -22,6 +22,7 @@ from lockgate.cli.common import (
 from lockgate.cli.render import table
 
 if TYPE_CHECKING:
+    from lockgate.pipelines.executors.base import Executor
     from lockgate.pipelines.orchestrator import StepEvent
     from lockgate.platform import Platform
 
@@ -195,7 +196,12 @@ def _detach(platform: Platform, execution_id: str, env: str) -> None:
 
 
 def _drive(
-    platform: Platform, execution_id: str, env: str, parallel: int | None, json: bool
+    platform: Platform,
+    execution_id: str,
+    env: str,
+    parallel: int | None,
+    json: bool,
+    executor: Executor | None = None,
 ) -> None:
     from lockgate.pipelines import service
 
@@ -241,7 +247,13 @@ def _drive(
                 console.print(f"  {event.step}: {event.status}{seconds}{note}", markup=False)
 
         final = service.drive(
-            platform, me(), execution_id, env=env, on_event=on_event, parallel=parallel
+            platform,
+            me(),
+            execution_id,
+            env=env,
+            on_event=on_event,
+            parallel=parallel,
+            executor=executor,
         )
     else:
         from rich.live import Live
@@ -258,7 +270,13 @@ def _drive(
                 live.update(render())
 
             final = service.drive(
-                platform, me(), execution_id, env=env, on_event=on_event, parallel=parallel
+                platform,
+                me(),
+                execution_id,
+                env=env,
+                on_event=on_event,
+                parallel=parallel,
+                executor=executor,
             )
     if json:
         print_json(service.describe(platform, me(), execution_id, env=env))
@@ -318,13 +336,19 @@ def run(
     """
     from lockgate.pipelines import service
 
-    platform = open_platform(home)
-    execution = service.start(platform, me(), ref, _parse_params(param or []), env=env)
-    env_name = service.environment(platform, env).name
+    executor = None if detach else service.new_executor(parallel)  # warms up meanwhile
+    try:
+        platform = open_platform(home)
+        execution = service.start(platform, me(), ref, _parse_params(param or []), env=env)
+        env_name = service.environment(platform, env).name
+    except BaseException:
+        if executor is not None:
+            executor.shutdown()
+        raise
     if detach:
         _detach(platform, execution.id, env_name)
         return
-    _drive(platform, execution.id, env_name, parallel, json)
+    _drive(platform, execution.id, env_name, parallel, json, executor)
 
 
 @app.command()

@@ -244,6 +244,9 @@ class Orchestrator:
         return None
 
     def _skip_reason(self, step: dict[str, Any], runs: dict[str, StepRun]) -> str | None:
+        for dep in step["depends_on"]:
+            if runs[dep].status in ("failed", "stopped"):
+                return f"upstream step {dep!r} {runs[dep].status}"
         for when in step.get("when", []):
             cond = runs[when["condition"]]
             if cond.status == "skipped":

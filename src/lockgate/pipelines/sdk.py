@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from lockgate.errors import ValidationError
+from lockgate.errors import LockgateError, ValidationError
 from lockgate.pipelines.types import type_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -398,6 +398,17 @@ class PipelineFunction:
         _current.append(trace)
         try:
             self.fn(**{p.name: ParamRef(p.name) for p in self.parameters})
+        except LockgateError:
+            raise
+        except Exception as exc:
+            import traceback
+
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            raise ValidationError(
+                f"compiling pipeline {self.name!r} failed: {type(exc).__name__}: {exc} "
+                f"(line {where.lineno} of {where.filename}).",
+                hint="The body of a @pipeline only calls steps; fix the line shown.",
+            ) from exc
         finally:
             _current.pop()
         if not trace.nodes:

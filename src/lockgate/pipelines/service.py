@@ -24,6 +24,7 @@ from lockgate.store import pipelines as db
 from lockgate.store.pipelines import Execution, PipelineVersion
 
 if TYPE_CHECKING:
+    from lockgate.pipelines.executors.base import Executor
     from lockgate.pipelines.orchestrator import StepEvent
 
 
@@ -36,10 +37,18 @@ class UpsertResult:
 
 def environment(platform: Platform, env: str | None) -> Environment:
     """``env`` (default: the first environment), which must be bootstrapped."""
+    from lockgate.store.migrate import SCHEMA_HEAD
+
     handle = platform.env(env or platform.env_names[0])
-    if not handle.store.exists():
+    revision = handle.store.revision() if handle.store.exists() else None
+    if revision is None:
         raise NotInitialisedError(
             f"environment {handle.name} has no metadata store.", hint="Run `lockgate init`."
+        )
+    if revision != SCHEMA_HEAD:
+        raise NotInitialisedError(
+            f"the metadata store of {handle.name} has schema {revision}; pipelines need {SCHEMA_HEAD}.",
+            hint="Run `lockgate infra apply` to upgrade it.",
         )
     return handle
 
@@ -213,6 +222,13 @@ def start(
     return execution
 
 
+def new_executor(parallel: int | None = None) -> Executor:
+    """The executor for runs on this machine (it starts warming up at once)."""
+    from lockgate.pipelines.executors.local import LocalExecutor
+
+    return LocalExecutor(max_parallel=parallel)
+
+
 def drive(
     platform: Platform,
     principal: Principal,
@@ -221,14 +237,18 @@ def drive(
     env: str | None = None,
     on_event: Callable[[StepEvent], None] | None = None,
     parallel: int | None = None,
+    executor: Executor | None = None,
 ) -> Execution:
-    """Run (or resume) an execution in this process until it ends."""
-    from lockgate.pipelines.executors.local import LocalExecutor
+    """Run (or resume) an execution in this process until it ends.
+
+    Pass an ``executor`` built early (see :func:`new_executor`) so that its start-up overlaps
+    the caller's own; it is shut down when the execution ends.
+    """
     from lockgate.pipelines.orchestrator import Orchestrator
 
     handle = environment(platform, env)
     _check(handle, principal, "pipeline:run", execution_id)
-    executor = LocalExecutor(max_parallel=parallel) if parallel else LocalExecutor()
+    executor = executor or new_executor(parallel)
     try:
         orchestrator = Orchestrator(
             handle,

@@ -19,6 +19,7 @@ from lockgate import (
     pipeline,
     register_model,
     step,
+    transform,
 )
 
 
@@ -119,3 +120,60 @@ def nap(seconds: float, label: str) -> str:
 def sleepy(seconds: float = 1.0) -> None:
     first = nap(seconds, "first")
     nap(seconds, first)
+
+
+@step
+def table() -> Dataset:
+    """y = 2x + 1 as a CSV, for the batch-transform test."""
+    out = Dataset.new()
+    rows = "\n".join(f"{x},{2 * x + 1}" for x in range(20))
+    out.file("data.csv").write_text("x,y\n" + rows + "\n")
+    return out
+
+
+@step
+def linear(data: Dataset) -> Model:
+    from sklearn.linear_model import LinearRegression
+
+    frame = data.read_csv()
+    model = Model.new()
+    model.save(LinearRegression().fit(frame[["x"]], frame["y"]))
+    return model
+
+
+@step
+def die() -> None:
+    os.kill(os.getpid(), 9)
+
+
+@step
+def not_a_dataset() -> Dataset:
+    return "just a string"  # type: ignore[return-value]
+
+
+@pipeline(name="batch")
+def batch() -> None:
+    data = table()
+    transform(linear(data), data, drop=["y"])
+
+
+@pipeline(name="dying")
+def dying() -> None:
+    die()
+
+
+@pipeline(name="badoutput")
+def badoutput() -> None:
+    not_a_dataset()
+
+
+@step
+def broken_data() -> Dataset:
+    raise RuntimeError("no data today")
+
+
+@pipeline(name="downstream")
+def downstream() -> None:
+    model = fit(broken_data(), 1.0)
+    score(model)
+    make_data(2)
