@@ -11,9 +11,6 @@ succeeded only after its output is stored and recorded.
 from __future__ import annotations
 
 import json
-import operator
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +23,8 @@ from lockgate.pipelines import cache
 from lockgate.pipelines.code import extract
 from lockgate.pipelines.compiler import topological_order
 from lockgate.pipelines.executors.base import Executor, TaskHandle
+from lockgate.pipelines.expressions import OPS, resolve, show
+from lockgate.pipelines.leases import owner_id, owner_is_gone
 from lockgate.pipelines.task import InputSpec, StepResult, StepTask
 from lockgate.platform import Environment
 from lockgate.store import pipelines as db
@@ -34,35 +33,6 @@ from lockgate.store.pipelines import Execution, StepRun
 LEASE_S = 15.0
 TERMINAL = frozenset({"succeeded", "cached", "failed", "skipped", "stopped"})
 DONE_OK = frozenset({"succeeded", "cached"})
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "<=": operator.le,
-    "<": operator.lt,
-    ">=": operator.ge,
-    ">": operator.gt,
-    "==": operator.eq,
-    "!=": operator.ne,
-    "and": lambda a, b: bool(a and b),
-    "or": lambda a, b: bool(a or b),
-}
-
-
-def owner_id() -> str:
-    """This process as a lease owner: host, pid and process start time (pid reuse is told apart)."""
-    from lockgate.infra.lock import _process_start
-
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
-
-
-def owner_is_gone(owner: str) -> bool:
-    """Whether the process named by a lease owner is certainly gone (same host only)."""
-    from lockgate.infra.lock import _pid_alive, _process_start
-
-    host, _, rest = owner.partition(":")
-    pid_text, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    return not _pid_alive(pid) or (started != "None" and _process_start(pid) != started)
 
 
 @dataclass(frozen=True)
@@ -266,31 +236,13 @@ class Orchestrator:
         return json.loads(self.env.artifacts.get_bytes(run.output_digest))
 
     def _resolve(self, ref: dict[str, Any], runs: dict[str, StepRun]) -> Any:
-        """The value of an operand: a constant, a parameter, or (a key of) a step's JSON output."""
-        if "expr" in ref:
-            return self._evaluate(ref["expr"], runs)
-        if "param" in ref:
-            return self.params[ref["param"]]
-        if "step" in ref:
-            value = self._output_value(runs[ref["step"]])
-            for key in ref.get("key", []):
-                try:
-                    value = value[key]
-                except (KeyError, IndexError, TypeError):
-                    raise KeyError(f"output of step {ref['step']!r} has no {key!r}") from None
-            return value
-        return ref["value"]
-
-    def _evaluate(self, expr: dict[str, Any], runs: dict[str, StepRun]) -> Any:
-        return _OPS[expr["op"]](
-            self._resolve(expr["left"], runs), self._resolve(expr["right"], runs)
-        )
+        return resolve(ref, self.params, lambda step: self._output_value(runs[step]))
 
     def _condition(self, name: str, step: dict[str, Any], runs: dict[str, StepRun]) -> StepRun:
         expr = step["options"]["expr"]
         try:
             left, right = self._resolve(expr["left"], runs), self._resolve(expr["right"], runs)
-            value = bool(_OPS[expr["op"]](left, right))
+            value = bool(OPS[expr["op"]](left, right))
         except (KeyError, TypeError) as exc:
             return self._set(
                 name,
@@ -302,7 +254,7 @@ class Orchestrator:
         digest = self.env.artifacts.put_bytes(
             json.dumps(document, sort_keys=True, default=str).encode()
         )
-        reason = f"{_show(left)} {expr['op']} {_show(right)} is {str(value).lower()}"
+        reason = f"{show(left)} {expr['op']} {show(right)} is {str(value).lower()}"
         now = isoformat(utcnow())
         return self._set(
             name,
@@ -592,7 +544,10 @@ class Orchestrator:
             self.executor.cancel(TaskHandle(handle_id))
         deadline = time.monotonic() + 10
         while self.handles and time.monotonic() < deadline:
-            for handle, _result in self.executor.wait(timeout=0.1):
+            for handle, result in self.executor.wait(timeout=0.1):
+                if result.ok:  # it finished before the cancel reached it: keep its output
+                    self._record(handle, result)
+                    continue
                 name = self.handles.pop(handle.id)
                 self._set(
                     name,
@@ -618,7 +573,3 @@ class Orchestrator:
             final = db.get_execution(s, self.execution_id)
         assert final is not None
         return final
-
-
-def _show(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value, default=str)

@@ -399,7 +399,7 @@ def stop(
     platform: Platform, principal: Principal, execution_id: str, *, env: str | None = None
 ) -> Execution:
     """Ask the orchestrator to stop; an execution nobody is running is stopped at once."""
-    from lockgate.pipelines.orchestrator import owner_is_gone
+    from lockgate.pipelines.leases import owner_is_gone
 
     execution = get_execution(platform, principal, execution_id, env=env)
     handle = environment(platform, env)
