@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lockgate.auth.principal import Principal
+from lockgate.config.home import Home
 from lockgate.errors import ConflictError, NotFoundError, ValidationError
 from lockgate.pipelines import service
 from lockgate.platform import Platform
@@ -263,3 +264,25 @@ def test_steps_after_a_failed_step_are_skipped_and_independent_ones_run(
     )
     assert steps["score"]["status"] == "skipped"
     assert steps["make_data"]["status"] == "succeeded"
+
+
+def test_two_orchestrators_cannot_run_one_execution(
+    platform: Platform, admin: Principal, project: Path, home: Home
+) -> None:
+    """The lease: a second orchestrator (a second `resume`) is refused while the first holds it."""
+    from lockgate.pipelines.executors.local import LocalExecutor
+    from lockgate.pipelines.orchestrator import Orchestrator
+    from support import run_cli
+
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    execution = service.start(platform, admin, "basic", {})
+    env = platform.env("dev")
+    with LocalExecutor(max_parallel=1) as executor:
+        first = Orchestrator(env, execution.id, executor, platform.home.run_dir / "dev")
+        first._claim()
+        second = Orchestrator(env, execution.id, executor, platform.home.run_dir / "dev")
+        second.owner = "another-host:4242:1"  # as another machine would name itself
+        with pytest.raises(ConflictError, match="is being run by"):
+            second._claim()
+        resumed = run_cli(home, "pipeline", "resume", execution.id)
+        assert resumed.code == ConflictError.exit_code and "is being run by" in resumed.err
