@@ -167,7 +167,7 @@ def test_env_vars_and_working_directory(
     service.upsert(platform, admin, f"{project}/pipe.py:environ")
     doc = _run(platform, admin, "environ")
     value = _steps(doc)["greet"]["value"]
-    assert value.startswith("hello from ") and "/code/" in value  # runs in the code snapshot
+    assert value.startswith("hello with 2 threads from ") and "/code/" in value  # in the snapshot
 
 
 def test_lineage_walks_both_ways(platform: Platform, admin: Principal, project: Path) -> None:

@@ -425,7 +425,7 @@ class Orchestrator:
             result_path=str(attempt_dir / "result.json"),
             inputs=specs,
             output_type=step["output_type"],
-            env=dict(settings.get("env", {})),
+            env=_thread_limits(int(settings.get("cpus", 1))) | dict(settings.get("env", {})),
             timeout_s=settings.get("timeout_s"),
             cpus=int(settings.get("cpus", 1)),
         )
@@ -573,3 +573,13 @@ class Orchestrator:
             final = db.get_execution(s, self.execution_id)
         assert final is not None
         return final
+
+
+def _thread_limits(cpus: int) -> dict[str, str]:
+    """A step's CPU setting as the thread pools of numeric libraries read it.
+
+    Left alone, OpenMP and BLAS take every core in every step process, and parallel steps then
+    fight over them; the step's own ``env`` may still set these variables otherwise.
+    """
+    value = str(cpus)
+    return {name: value for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}

@@ -68,9 +68,10 @@ def boom(message: str) -> None:
     raise ValueError(message)
 
 
-@step(env={"LOCKGATE_TEST_GREETING": "hello"})
+@step(env={"LOCKGATE_TEST_GREETING": "hello"}, cpus=2)
 def greet() -> str:
-    return os.environ["LOCKGATE_TEST_GREETING"] + " from " + os.getcwd()
+    threads = os.environ["OMP_NUM_THREADS"]
+    return os.environ["LOCKGATE_TEST_GREETING"] + f" with {threads} threads from " + os.getcwd()
 
 
 @pipeline
