@@ -35,11 +35,16 @@ class UpsertResult:
     previous: int | None
 
 
+_current_schema: set[str] = set()
+
+
 def environment(platform: Platform, env: str | None) -> Environment:
     """``env`` (default: the first environment), which must be bootstrapped."""
     from lockgate.store.migrate import SCHEMA_HEAD
 
     handle = platform.env(env or platform.env_names[0])
+    if handle.store.url in _current_schema:  # a store at the newest schema stays there
+        return handle
     revision = handle.store.revision() if handle.store.exists() else None
     if revision is None:
         raise NotInitialisedError(
@@ -50,6 +55,7 @@ def environment(platform: Platform, env: str | None) -> Environment:
             f"the metadata store of {handle.name} has schema {revision}; pipelines need {SCHEMA_HEAD}.",
             hint="Run `lockgate infra apply` to upgrade it.",
         )
+    _current_schema.add(handle.store.url)
     return handle
 
 
