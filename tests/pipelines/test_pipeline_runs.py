@@ -286,3 +286,20 @@ def test_two_orchestrators_cannot_run_one_execution(
             second._claim()
         resumed = run_cli(home, "pipeline", "resume", execution.id)
         assert resumed.code == ConflictError.exit_code and "is being run by" in resumed.err
+
+
+def test_a_changed_data_file_never_hits_a_stale_cache(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    """A step may read a project file by path; changing it must miss, not serve stale output."""
+    (project / "settings.json").write_text('{"version": 1}')
+    service.upsert(platform, admin, f"{project}/pipe.py:basic")
+    _run(platform, admin, "basic")
+    (project / "settings.json").write_text('{"version": 2}')
+    assert service.upsert(platform, admin, f"{project}/pipe.py:basic").created
+    doc = _run(platform, admin, "basic")
+    assert _steps(doc)["make_data"]["status"] == "succeeded"
+    why = service.explain_cache(platform, admin, doc["id"], "make_data")["reasons"]
+    assert why == [
+        "the project's data files changed (a non-Python file in the project folder was edited, added or removed)"
+    ]

@@ -16,7 +16,9 @@ from typing import Any
 _NOT_IN_KEY = frozenset({"retries", "backoff_s", "cache"})
 
 
-def components(step: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def components(
+    step: dict[str, Any], inputs: dict[str, dict[str, Any]], project_data: str | None = None
+) -> dict[str, Any]:
     """The parts of ``step``'s key, from its definition and its resolved inputs.
 
     ``inputs`` maps each argument to ``{"digest": …}`` (an artifact), ``{"param": name,
@@ -29,6 +31,7 @@ def components(step: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> dict[
     return {
         "kind": step["kind"],
         "code": step.get("code_digest"),
+        "project_data": project_data,
         "inputs": artifacts,
         "parameters": params,
         "constants": constants,
@@ -50,6 +53,11 @@ def explain(current: dict[str, Any], previous: dict[str, Any] | None) -> list[st
     if current.get("code") != previous.get("code"):
         lines.append(
             f"code changed: {_short(previous.get('code'))} → {_short(current.get('code'))} (the step or a project module it uses was edited)"
+        )
+    if current.get("project_data") != previous.get("project_data"):
+        lines.append(
+            "the project's data files changed (a non-Python file in the project folder was "
+            "edited, added or removed)"
         )
     for part, label in (
         ("inputs", "input"),

@@ -152,6 +152,21 @@ def snapshot(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+def data_digest(root: Path) -> str:
+    """The digest of the project's files other than Python modules (its data and configs).
+
+    Steps may read them by path at run time, which no code analysis can see, so every step's
+    cache key includes this digest: changing a data file misses every step, never hits stale.
+    """
+    root = root.resolve()
+    digest = hashlib.sha256()
+    for path in sorted(_project_files(root)):
+        if path.suffix != ".py":
+            digest.update(f"{path.relative_to(root)}\n".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
 def _project_files(root: Path) -> list[Path]:
     out = []
     for path in root.rglob("*"):

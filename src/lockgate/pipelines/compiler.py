@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from lockgate.errors import NotFoundError, ValidationError
-from lockgate.pipelines.code import code_digest
+from lockgate.pipelines.code import code_digest, data_digest
 from lockgate.pipelines.sdk import PipelineFunction
 
 FORMAT = 1
@@ -125,6 +125,7 @@ def compile_pipeline(pipeline: PipelineFunction, root: Path) -> dict[str, Any]:
             for p in pipeline.parameters
         },
         "steps": steps,
+        "project_data": data_digest(root),
     }
     topological_order(definition)
     return definition

@@ -345,7 +345,7 @@ class Orchestrator:
         if run.not_before and run.not_before > time.time():
             return "waiting"
         inputs = self._inputs(step, runs)
-        parts = cache.components(step, inputs)
+        parts = cache.components(step, inputs, self.definition.get("project_data"))
         key = cache.key_of(parts)
         settings = step.get("settings", {})
         if settings.get("cache", True) and run.attempt == 0:
