@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate status
 	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline upsert examples/abalone/pipeline.py
 	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline run abalone
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline registrations --group abalone
+	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate model list abalone
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

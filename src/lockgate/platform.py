@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from lockgate.config.spec import EnvironmentSpec, PlatformSpec
 
 
+_current_schema: set[str] = set()
+
+
 @dataclass(frozen=True)
 class Environment:
     """One environment: its resolved spec and its stores and keys."""
@@ -57,6 +60,27 @@ class Platform:
                 keys=EnvKeys(self.home.keys_dir(name)),
             )
         return out
+
+    def ready(self, name: str | None = None) -> Environment:
+        """Environment ``name`` (default: the first), which must exist at the newest schema."""
+        from lockgate.errors import NotInitialisedError
+        from lockgate.store.migrate import SCHEMA_HEAD
+
+        handle = self.env(name or self.env_names[0])
+        if handle.store.url in _current_schema:  # a store at the newest schema stays there
+            return handle
+        revision = handle.store.revision() if handle.store.exists() else None
+        if revision is None:
+            raise NotInitialisedError(
+                f"environment {handle.name} has no metadata store.", hint="Run `lockgate init`."
+            )
+        if revision != SCHEMA_HEAD:
+            raise NotInitialisedError(
+                f"the metadata store of {handle.name} has schema {revision}; this release needs {SCHEMA_HEAD}.",
+                hint="Run `lockgate infra apply` to upgrade it.",
+            )
+        _current_schema.add(handle.store.url)
+        return handle
 
     def env(self, name: str) -> Environment:
         """Environment ``name``, or a :class:`NotFoundError` listing the declared ones."""

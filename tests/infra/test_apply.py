@@ -183,7 +183,9 @@ def test_an_old_schema_is_upgraded_by_apply(
     db = home.root / "envs" / "dev" / "metadata.db"
     with sqlite3.connect(db) as conn:
         for table in (
-            "model_registrations",
+            "events",
+            "model_versions",
+            "model_groups",
             "cache_entries",
             "artifacts",
             "step_runs",
@@ -195,6 +197,6 @@ def test_an_old_schema_is_upgraded_by_apply(
     with pytest.raises(NotInitialisedError, match="Run `lockgate infra apply`"):
         pipelines.list_pipelines(platform, admin)
     [change] = service.plan(platform, admin).changes
-    assert change.address == "dev.metadata_store" and change.diff() == [("schema", "0001", "0002")]
+    assert change.address == "dev.metadata_store" and change.diff() == [("schema", "0001", "0003")]
     _apply(platform, admin)
     assert pipelines.list_pipelines(platform, admin) == []

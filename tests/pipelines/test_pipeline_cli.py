@@ -144,7 +144,10 @@ def test_commands_and_errors(platform: Platform, home: Home, project: Path) -> N
         ["pipeline", "list"],
         ["pipeline", "show", "basic@1"],
         ["pipeline", "executions"],
-        ["pipeline", "registrations"],
+        ["model", "groups"],
+        ["model", "list", "basic"],
+        ["model", "show", "basic/1"],
+        ["events", "list"],
     ):
         result = run_cli(home, *args, "--json")
         assert result.code == 0, (args, result.err)
@@ -172,9 +175,11 @@ def test_the_abalone_example(
     assert run_cli(home, "pipeline", "upsert", f"{project}/pipeline.py").code == 0
     result = run_cli(home, "pipeline", "run", "abalone", timeout=300)
     assert result.code == 0, result.out + result.err
-    assert "evaluate: mae=" in result.out and "registered model sha256:" in result.out
-    [registration] = service.registrations(platform, admin, "abalone")
-    assert 2.0 < registration["metrics"]["mse"] < 6.0
-    assert registration["metrics"]["rows"] == 627  # 15 % of 4,177
+    assert "evaluate: mae=" in result.out and "registered model abalone/1" in result.out
+    from lockgate.registry import service as registry
+
+    [version] = registry.versions(platform, admin, "abalone")
+    assert 2.0 < version.metrics["mse"] < 6.0
+    assert version.metrics["rows"] == 627  # 15 % of 4,177
     failing = run_cli(home, "pipeline", "run", "abalone", "-p", "mse_threshold=1.0", timeout=300)
     assert failing.code == 1 and "above mse_threshold" in failing.out

@@ -52,12 +52,13 @@ def test_true_branch_registers_the_model(
     assert steps["too_high"]["status"] == "skipped" and "was true" in steps["too_high"]["reason"]
     assert steps["score"]["value"] == {"mse": 3.0, "mean": 4.5}
     assert steps["gate"]["reason"] == "3 <= 5 is true"
-    [registration] = service.registrations(platform, admin, "basic")
-    assert registration["model_digest"] == steps["fit"]["output"]["digest"]
-    assert (
-        registration["metrics"]["mse"] == 3.0
-        and registration["approval"] == "PendingManualApproval"
-    )
+    from lockgate.registry import service as registry
+
+    [version] = registry.versions(platform, admin, "basic")
+    assert version.version == 1 and version.model_digest == steps["fit"]["output"]["digest"]
+    assert version.metrics["mse"] == 3.0 and version.status == "PendingManualApproval"
+    assert version.lineage["execution_id"] == doc["id"] and version.lineage["model_step"] == "fit"
+    assert version.lineage["code_digest"].startswith("sha256:")
     log = service.log_file(platform, admin, doc["id"], "make_data").read_text()
     assert "made 10 numbers" in log
 
@@ -71,7 +72,9 @@ def test_false_branch_fails_with_the_message(
     assert doc["status"] == "failed" and "mse above threshold" in doc["reason"]
     assert steps["register_model"]["status"] == "skipped"
     assert steps["too_high"]["status"] == "failed"
-    assert service.registrations(platform, admin, "basic") == []
+    from lockgate.registry import service as registry
+
+    assert registry.groups(platform, admin) == []
 
 
 def test_second_run_is_cached_and_explained(

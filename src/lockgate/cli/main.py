@@ -9,7 +9,7 @@ from types import FrameType
 import typer
 
 from lockgate import __version__
-from lockgate.cli import audit, env, infra, param, pipeline
+from lockgate.cli import audit, env, infra, model, param, pipeline
 from lockgate.cli.init_cmd import init
 from lockgate.cli.status import status
 
@@ -29,6 +29,8 @@ app.add_typer(env.app, name="env")
 app.add_typer(param.app, name="param")
 app.add_typer(audit.app, name="audit")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(model.app, name="model")
+app.add_typer(model.events_app, name="events")
 app.command()(pipeline.lineage)
 
 

@@ -299,7 +299,8 @@ def _summary(doc: dict[str, Any]) -> None:
             continue
         if s["kind"] == "register_model":
             console.print(
-                f"  registered model {value['model_digest'][:19]} in group {value['group']!r} ({value['approval']}), registration {value['registration']}"
+                f"  registered model {value['group']}/{value['version']} ({value['approval']}), "
+                f"artifact {value['model_digest'][:19]}"
             )
         elif s["output"] and s["output"]["type"] == "Metrics":
             shown = ", ".join(
@@ -340,7 +341,7 @@ def run(
     try:
         platform = open_platform(home)
         execution = service.start(platform, me(), ref, _parse_params(param or []), env=env)
-        env_name = service.environment(platform, env).name
+        env_name = platform.ready(env).name
     except BaseException:
         if executor is not None:
             executor.shutdown()
@@ -364,7 +365,7 @@ def resume(
     from lockgate.pipelines import service
 
     platform = open_platform(home)
-    env_name = service.environment(platform, env).name
+    env_name = platform.ready(env).name
     service.get_execution(platform, me(), execution_id, env=env)
     if detach:
         _detach(platform, execution_id, env_name)
@@ -386,7 +387,7 @@ def retry(
 
     platform = open_platform(home)
     service.retry(platform, me(), execution_id, env=env)
-    env_name = service.environment(platform, env).name
+    env_name = platform.ready(env).name
     if detach:
         _detach(platform, execution_id, env_name)
         return
@@ -540,42 +541,6 @@ def logs(
         ).status not in ("pending", "running", "stopping"):
             break
         time.sleep(0.3)
-
-
-@app.command()
-def registrations(
-    group: Annotated[
-        str | None, typer.Option(help="Only this model group.", show_default=False)
-    ] = None,
-    env: EnvOption = None,
-    home: HomeOption = None,
-    json: JsonOption = False,
-) -> None:
-    """List models stored by register-model steps."""
-    from lockgate.pipelines import service
-
-    found = service.registrations(open_platform(home), me(), group, env=env)
-    if json:
-        print_json(found)
-        return
-    table(
-        None,
-        ["id", "group", "model", "metrics", "approval", "execution"],
-        [
-            [
-                r["id"],
-                r["group"],
-                r["model_digest"][:19],
-                ", ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in r["metrics"].items()
-                ),
-                r["approval"],
-                r["execution_id"],
-            ]
-            for r in found
-        ],
-    )
 
 
 @cache_app.command("explain")

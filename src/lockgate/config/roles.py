@@ -23,23 +23,39 @@ PERMISSIONS: dict[str, str] = {
     "pipeline:read": "list and show pipelines, executions, logs and lineage",
     "pipeline:write": "upsert pipeline definitions",
     "pipeline:run": "run, retry, stop and resume executions",
+    "model:read": "list and show model groups, versions and cards",
+    "model:write": "register model versions and edit their cards",
+    "model:approve": "approve or reject model versions",
+    "events:read": "list the event outbox",
 }
 
 DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
     "platform-admin": ("Manages the platform: infrastructure, parameters, audit.", ["*"]),
     "lead-data-scientist": (
-        "A data scientist who may also read secure parameters and verify the audit log "
-        "(model approval arrives with the registry).",
-        ["env:read", "infra:plan", "param:*", "audit:*", "pipeline:*"],
+        "A data scientist who may also approve models, read secure parameters and verify the audit log.",
+        ["env:read", "infra:plan", "param:*", "audit:*", "pipeline:*", "model:*", "events:read"],
     ),
     "data-scientist": (
         "Builds and trains models; bind it in dev, and 'viewer' in preprod and prod.",
-        ["env:read", "infra:plan", "param:read", "param:write", "audit:read", "pipeline:*"],
+        [
+            "env:read",
+            "infra:plan",
+            "param:read",
+            "param:write",
+            "audit:read",
+            "pipeline:*",
+            "model:read",
+            "model:write",
+            "events:read",
+        ],
     ),
-    "viewer": ("Read-only access.", ["env:read", "param:read", "audit:read", "pipeline:read"]),
+    "viewer": (
+        "Read-only access.",
+        ["env:read", "param:read", "audit:read", "pipeline:read", "model:read", "events:read"],
+    ),
     "ci": (
         "A CI service principal (scoped per project in a later release).",
-        ["env:read", "param:read", "pipeline:read", "pipeline:run"],
+        ["env:read", "param:read", "pipeline:read", "pipeline:run", "model:read"],
     ),
 }
 

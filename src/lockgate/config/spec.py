@@ -8,6 +8,7 @@ role, a parameter's environment) must name something declared. Store URLs may us
 from __future__ import annotations
 
 import itertools
+import re
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Self
 
@@ -163,6 +164,36 @@ class ParameterSpec(_Strict):
         return self
 
 
+_GATE_RE = re.compile(r"^\s*(<=|<|>=|>|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE]-?[0-9]+)?)\s*$")
+
+
+def _gate(value: str) -> str:
+    if not _GATE_RE.match(value):
+        raise ValueError(f"gate {value!r} is not a comparison such as '<= 6.0'")
+    return value
+
+
+Gate = Annotated[str, AfterValidator(_gate)]
+
+
+class RegistrySpec(_Strict):
+    """The approval policy of the model registry.
+
+    ``gates`` maps a model group to metric conditions an approval must meet, e.g.
+    ``[registry.gates.abalone] mse = "<= 6.0"``; only ``--override-gate "reason"`` (audited)
+    approves a version that fails one.
+    """
+
+    allow_self_approval: bool = False
+    gates: dict[Name, dict[str, Gate]] = Field(default_factory=dict)
+
+
+def parse_gate(value: str) -> tuple[str, float]:
+    match = _GATE_RE.match(value)
+    assert match is not None
+    return match.group(1), float(match.group(2))
+
+
 class PlatformSection(_Strict):
     org: Name
 
@@ -175,6 +206,7 @@ class PlatformSpec(_Strict):
     roles: dict[Name, RoleSpec] = Field(default_factory=dict)
     bindings: list[BindingSpec] = Field(default_factory=list)
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.errors import ConflictError, NotFoundError
-from lockgate.ids import isoformat, new_id, utcnow
+from lockgate.ids import isoformat, utcnow
 from lockgate.pipelines import cache
 from lockgate.pipelines.code import extract
 from lockgate.pipelines.compiler import topological_order
@@ -268,32 +268,41 @@ class Orchestrator:
         )
 
     def _register(self, name: str, step: dict[str, Any], runs: dict[str, StepRun]) -> StepRun:
-        model = runs[step["inputs"]["model"]["step"]]
+        """A registry version of the model, with its metrics and lineage, in one transaction."""
+        from lockgate.registry.service import register_version
+
+        model_step = step["inputs"]["model"]["step"]
+        model = runs[model_step]
         metrics_ref = step["inputs"].get("metrics")
         metrics = self._resolve(metrics_ref, runs) if metrics_ref else {}
-        registration = new_id()
-        document = {
-            "registration": registration,
-            "group": step["options"]["group"],
-            "model_digest": model.output_digest,
-            "approval": step["options"]["approval"],
-            "metrics": metrics,
+        lineage = {
+            "pipeline": f"{self.execution.pipeline}@{self.execution.version}",
+            "execution_id": self.execution_id,
+            "step": name,
+            "model_step": model_step,
+            "code_digest": self.steps[model_step].get("code_digest"),
+            "inputs": (model.cache_components or {}).get("inputs", {}),
+            "parameters": self.params,
         }
-        digest = self.env.artifacts.put_bytes(json.dumps(document, sort_keys=True).encode())
         now = isoformat(utcnow())
         with self.env.store.transaction() as s:
-            db.add_registration(
+            version = register_version(
                 s,
-                id=registration,
-                group_name=step["options"]["group"],
-                model_digest=model.output_digest,
+                group=step["options"]["group"],
+                model_digest=model.output_digest or "",
                 metrics=metrics,
-                approval=step["options"]["approval"],
-                execution_id=self.execution_id,
-                step=name,
-                created_at=now,
-                created_by=self.execution.created_by,
+                lineage=lineage,
+                by=self.execution.created_by,
+                status=step["options"]["approval"],
             )
+            document = {
+                "group": version.group,
+                "version": version.version,
+                "model_digest": version.model_digest,
+                "approval": version.status,
+                "metrics": metrics,
+            }
+            digest = self.env.artifacts.put_bytes(json.dumps(document, sort_keys=True).encode())
             db.record_artifact(
                 s,
                 digest=digest,
@@ -311,7 +320,7 @@ class Orchestrator:
                 status="succeeded",
                 output_type="json",
                 output_digest=digest,
-                reason=f"registered in group {step['options']['group']!r}",
+                reason=f"registered {version.ref} ({version.status})",
                 started_at=now,
                 finished_at=now,
                 duration_s=0.0,

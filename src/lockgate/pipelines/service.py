@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.auth import audit
 from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
-from lockgate.errors import ConflictError, NotFoundError, NotInitialisedError, ValidationError
+from lockgate.errors import ConflictError, NotFoundError, ValidationError
 from lockgate.ids import isoformat, new_id, utcnow
 from lockgate.pipelines import cache, compiler
 from lockgate.pipelines.code import snapshot
@@ -35,28 +35,9 @@ class UpsertResult:
     previous: int | None
 
 
-_current_schema: set[str] = set()
-
-
 def environment(platform: Platform, env: str | None) -> Environment:
-    """``env`` (default: the first environment), which must be bootstrapped."""
-    from lockgate.store.migrate import SCHEMA_HEAD
-
-    handle = platform.env(env or platform.env_names[0])
-    if handle.store.url in _current_schema:  # a store at the newest schema stays there
-        return handle
-    revision = handle.store.revision() if handle.store.exists() else None
-    if revision is None:
-        raise NotInitialisedError(
-            f"environment {handle.name} has no metadata store.", hint="Run `lockgate init`."
-        )
-    if revision != SCHEMA_HEAD:
-        raise NotInitialisedError(
-            f"the metadata store of {handle.name} has schema {revision}; pipelines need {SCHEMA_HEAD}.",
-            hint="Run `lockgate infra apply` to upgrade it.",
-        )
-    _current_schema.add(handle.store.url)
-    return handle
+    """``env`` (default: the first environment), ready for pipelines."""
+    return platform.ready(env)
 
 
 def _check(env: Environment, principal: Principal, permission: str, target: str) -> None:
@@ -509,12 +490,3 @@ def lineage(
 
         downstream = db.consumers_of(s, digest)
         return {"artifact": upstream(root, 0), "used_by": downstream}
-
-
-def registrations(
-    platform: Platform, principal: Principal, group: str | None = None, *, env: str | None = None
-) -> list[dict[str, Any]]:
-    handle = environment(platform, env)
-    _check(handle, principal, "pipeline:read", group or "registrations")
-    with handle.store.transaction() as s:
-        return db.list_registrations(s, group)

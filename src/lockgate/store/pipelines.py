@@ -13,7 +13,6 @@ from lockgate.store.tables import (
     ArtifactRow,
     CacheEntryRow,
     ExecutionRow,
-    ModelRegistrationRow,
     PipelineVersionRow,
     StepRunRow,
 )
@@ -375,28 +374,3 @@ def put_cache_entry(
             created_at=at,
         )
     )
-
-
-def add_registration(session: Session, **values: Any) -> None:
-    values["metrics"] = json.dumps(values.get("metrics") or {}, sort_keys=True)
-    session.add(ModelRegistrationRow(**values))
-
-
-def list_registrations(session: Session, group: str | None = None) -> list[dict[str, Any]]:
-    query = select(ModelRegistrationRow).order_by(ModelRegistrationRow.id)
-    if group:
-        query = query.where(ModelRegistrationRow.group_name == group)
-    return [
-        {
-            "id": r.id,
-            "group": r.group_name,
-            "model_digest": r.model_digest,
-            "metrics": json.loads(r.metrics),
-            "approval": r.approval,
-            "execution_id": r.execution_id,
-            "step": r.step,
-            "created_at": r.created_at,
-            "created_by": r.created_by,
-        }
-        for r in session.scalars(query)
-    ]

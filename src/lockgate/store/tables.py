@@ -151,17 +151,45 @@ class CacheEntryRow(Base):
     created_at: Mapped[str] = mapped_column(String(32))
 
 
-class ModelRegistrationRow(Base):
-    """A model stored by a pipeline's register-model step (the registry builds on it)."""
+class ModelGroupRow(Base):
+    """A model package group: the versions of one model."""
 
-    __tablename__ = "model_registrations"
+    __tablename__ = "model_groups"
 
-    id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    group_name: Mapped[str] = mapped_column(String(40), index=True)
-    model_digest: Mapped[str] = mapped_column(String(80))
-    metrics: Mapped[str] = mapped_column(Text)
-    approval: Mapped[str] = mapped_column(String(30))
-    execution_id: Mapped[str] = mapped_column(String(26))
-    step: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ModelVersionRow(Base):
+    """One registered version of a model, with its approval status."""
+
+    __tablename__ = "model_versions"
+
+    group_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_digest: Mapped[str] = mapped_column(String(80))
+    metrics: Mapped[str] = mapped_column(Text)
+    lineage: Mapped[str] = mapped_column(Text)
+    card: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(30))
+    status_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gate_override: Mapped[str | None] = mapped_column(Text, nullable=True)
+    registered_at: Mapped[str] = mapped_column(String(32))
+    registered_by: Mapped[str] = mapped_column(String(200))
+
+
+class EventRow(Base):
+    """The outbox: written in the same transaction as the change it describes."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    type: Mapped[str] = mapped_column(String(60), index=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))
+    delivered_at: Mapped[str | None] = mapped_column(String(32), nullable=True)

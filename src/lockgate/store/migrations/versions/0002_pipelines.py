@@ -1,4 +1,4 @@
-"""Pipelines: versions, executions, step runs, lineage, cache entries, model registrations.
+"""Pipelines: versions, executions, step runs, lineage and cache entries.
 
 Revision ID: 0002
 Revises: 0001
@@ -82,18 +82,6 @@ def upgrade() -> None:
         sa.Column("created_at", sa.String(32), nullable=False),
     )
     op.create_index("ix_cache_entries_pipeline_step", "cache_entries", ["pipeline", "step"])
-    op.create_table(
-        "model_registrations",
-        sa.Column("id", sa.String(26), primary_key=True),
-        sa.Column("group_name", sa.String(40), nullable=False, index=True),
-        sa.Column("model_digest", sa.String(80), nullable=False),
-        sa.Column("metrics", sa.Text(), nullable=False),
-        sa.Column("approval", sa.String(30), nullable=False),
-        sa.Column("execution_id", sa.String(26), nullable=False),
-        sa.Column("step", sa.String(64), nullable=False),
-        sa.Column("created_at", sa.String(32), nullable=False),
-        sa.Column("created_by", sa.String(200), nullable=False),
-    )
 
 
 def downgrade() -> None:

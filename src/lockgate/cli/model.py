@@ -1,0 +1,255 @@
+"""``lockgate model``: the model registry; and ``lockgate events``."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lockgate.cli.common import (
+    EnvOption,
+    HomeOption,
+    JsonOption,
+    console,
+    me,
+    open_platform,
+    print_json,
+)
+from lockgate.cli.render import table
+
+if TYPE_CHECKING:
+    from lockgate.store.registry import ModelVersion
+
+app = typer.Typer(help="Model groups, versions, approvals and model cards.", no_args_is_help=True)
+events_app = typer.Typer(
+    help="The event outbox: every state change, in order.", no_args_is_help=True
+)
+
+RefArg = Annotated[str, typer.Argument(help="GROUP/VERSION, e.g. abalone/3.")]
+CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
+
+
+def _metrics(value: dict[str, object]) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+    )
+
+
+def _show(version: ModelVersion) -> None:
+    console.print(f"[bold]{version.ref}[/bold] {version.status}  model {version.model_digest}")
+    console.print(f"  registered by {version.registered_by} at {version.registered_at}")
+    if version.status_by:
+        comment = f": {version.status_comment}" if version.status_comment else ""
+        console.print(f"  {version.status} by {version.status_by} at {version.status_at}{comment}")
+    if version.gate_override:
+        console.print(f"  [yellow]metric gate overridden:[/yellow] {version.gate_override}")
+    console.print(f"  metrics: {_metrics(version.metrics) or 'none'}")
+    lineage = version.lineage
+    if "execution_id" in lineage:
+        console.print(
+            f"  lineage: {lineage['pipeline']} execution {lineage['execution_id']}, step {lineage['model_step']}, code {str(lineage.get('code_digest'))[:19]}"
+        )
+
+
+@app.command()
+def groups(env: EnvOption = None, home: HomeOption = None, json: JsonOption = False) -> None:
+    """List model groups."""
+    from lockgate.registry import service
+
+    found = service.groups(open_platform(home), me(), env=env)
+    if json:
+        print_json(found)
+        return
+    table(
+        None,
+        ["group", "versions", "created", "by"],
+        [[g["name"], g["versions"], g["created_at"], g["created_by"]] for g in found],
+    )
+
+
+@app.command("list")
+def list_(
+    group: Annotated[str, typer.Argument(help="The model group.")],
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List a group's versions with their approval status and metrics."""
+    from lockgate.registry import service
+
+    found = service.versions(open_platform(home), me(), group, env=env)
+    if json:
+        print_json([v.to_dict() for v in found])
+        return
+    table(
+        None,
+        ["version", "status", "metrics", "registered", "by"],
+        [
+            [v.version, v.status, _metrics(v.metrics), v.registered_at, v.registered_by]
+            for v in found
+        ],
+    )
+
+
+@app.command()
+def show(
+    ref: RefArg, env: EnvOption = None, home: HomeOption = None, json: JsonOption = False
+) -> None:
+    """Show a version: artifact, status, metrics, lineage and card."""
+    from lockgate.registry import service
+
+    version = service.get(open_platform(home), me(), ref, env=env)
+    if json:
+        print_json(version.to_dict())
+        return
+    _show(version)
+
+
+@app.command()
+def register(
+    folder: Annotated[Path, typer.Argument(help="The model's folder (stored by content).")],
+    group: Annotated[str, typer.Option("--group", "-g", help="The model group.")],
+    metrics: Annotated[
+        str | None, typer.Option(help="Metrics as JSON, e.g. '{\"mse\": 4.2}'.", show_default=False)
+    ] = None,
+    env: EnvOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Register a model folder by hand as the next version of a group (PendingManualApproval).
+
+    Examples:
+
+      lockgate model register ./model --group churn --metrics '{"auc": 0.91}'
+    """
+    from lockgate.errors import ValidationError
+    from lockgate.registry import service
+
+    try:
+        parsed = jsonlib.loads(metrics) if metrics else {}
+    except ValueError as exc:
+        raise ValidationError(f"--metrics is not JSON: {exc}.") from None
+    if not isinstance(parsed, dict):
+        raise ValidationError("--metrics must be a JSON object of numbers.")
+    version = service.register(open_platform(home), me(), folder, group, metrics=parsed, env=env)
+    console.print(f"Registered {version.ref} ({version.status}).")
+
+
+@app.command()
+def approve(
+    ref: RefArg,
+    comment: CommentOption = "",
+    override_gate: Annotated[
+        str | None,
+        typer.Option(
+            "--override-gate",
+            help="Approve despite a failed metric gate, for this reason (audited).",
+            show_default=False,
+        ),
+    ] = None,
+    env: EnvOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Approve a version (needs model:approve; not your own; metric gates apply).
+
+    Examples:
+
+      lockgate model approve abalone/3 -m "beats v2 on holdout"
+    """
+    from lockgate.registry import service
+
+    version = service.set_status(
+        open_platform(home),
+        me(),
+        ref,
+        service.APPROVED,
+        comment=comment,
+        override_gate=override_gate,
+        env=env,
+    )
+    console.print(f"{version.ref} is {version.status}.")
+
+
+@app.command()
+def reject(
+    ref: RefArg, comment: CommentOption = "", env: EnvOption = None, home: HomeOption = None
+) -> None:
+    """Reject a version (pending or approved)."""
+    from lockgate.registry import service
+
+    version = service.set_status(
+        open_platform(home), me(), ref, service.REJECTED, comment=comment, env=env
+    )
+    console.print(f"{version.ref} is {version.status}.")
+
+
+@app.command()
+def card(
+    ref: RefArg,
+    intended_use: Annotated[
+        str | None, typer.Option(help="Set: what the model is for.", show_default=False)
+    ] = None,
+    limitations: Annotated[
+        str | None, typer.Option(help="Set: where it must not be used.", show_default=False)
+    ] = None,
+    evaluation_summary: Annotated[
+        str | None, typer.Option(help="Set: how it was evaluated.", show_default=False)
+    ] = None,
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show a version's model card, or edit its fields with the options.
+
+    Examples:
+
+      lockgate model card abalone/3 --intended-use "age estimates for survey planning"
+    """
+    from lockgate.registry import service
+
+    fields = {
+        k: v
+        for k, v in (
+            ("intended_use", intended_use),
+            ("limitations", limitations),
+            ("evaluation_summary", evaluation_summary),
+        )
+        if v is not None
+    }
+    platform = open_platform(home)
+    version = (
+        service.edit_card(platform, me(), ref, fields, env=env)
+        if fields
+        else service.get(platform, me(), ref, env=env)
+    )
+    if json:
+        print_json(version.card)
+        return
+    console.print(f"[bold]Model card {version.ref}[/bold]")
+    for key in service.CARD_FIELDS:
+        console.print(f"  {key.replace('_', ' ')}: {version.card.get(key) or '(empty)'}")
+
+
+@events_app.command("list")
+def events_list(
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Only this event type.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    env: EnvOption = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List events, oldest of the selection first."""
+    from lockgate.registry import service
+
+    found = service.list_events(open_platform(home), me(), type_=type_, limit=limit, env=env)
+    if json:
+        print_json([e.to_dict() for e in found])
+        return
+    table(
+        None,
+        ["id", "type", "subject", "at", "payload"],
+        [[e.id, e.type, e.subject, e.created_at, jsonlib.dumps(e.payload)[:60]] for e in found],
+    )

@@ -1,0 +1,1 @@
+"""The model registry: groups, versions, approval status, model cards, and their events."""

@@ -1,0 +1,334 @@
+"""The registry service: register, list, show, approve, reject and model cards.
+
+The approval state machine::
+
+    PendingManualApproval ──approve──▶ Approved ──reject──▶ Rejected
+             └────────────reject────────────────────────────▲
+
+A rejected version stays rejected (register a new one). Each change is checked against the
+policy in ``platform.toml`` — the ``model:approve`` permission in the version's environment,
+separation of duties (whoever registered a version may not approve it unless
+``[registry] allow_self_approval``), metric gates (``[registry.gates.GROUP]``, overridable only
+with a reason, which is audited) — and writes its event to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lockgate.auth import audit
+from lockgate.auth.policy import authorize
+from lockgate.auth.principal import Principal
+from lockgate.config.names import check_name
+from lockgate.config.spec import parse_gate
+from lockgate.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from lockgate.ids import isoformat, utcnow
+from lockgate.platform import Environment, Platform
+from lockgate.store import events
+from lockgate.store import registry as db
+from lockgate.store.registry import ModelVersion
+
+PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
+STATUSES = (PENDING, APPROVED, REJECTED)
+_ALLOWED = {(PENDING, APPROVED), (PENDING, REJECTED), (APPROVED, REJECTED)}
+_COMPARE = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "==": operator.eq,
+}
+CARD_FIELDS = ("intended_use", "limitations", "evaluation_summary")
+
+
+def register_version(
+    session: Session,
+    *,
+    group: str,
+    model_digest: str,
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    by: str,
+    status: str = PENDING,
+    card: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Add the next version of ``group`` in the caller's transaction, with its event."""
+    check_name(group, "model group")
+    if status not in STATUSES:
+        raise ValidationError(f"approval status {status!r} is not one of {', '.join(STATUSES)}.")
+    now = isoformat(utcnow())
+    db.ensure_group(session, group, now, by)
+    summary = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+    )
+    version = db.add_version(
+        session,
+        group_name=group,
+        model_digest=model_digest,
+        metrics=metrics,
+        lineage=lineage,
+        card={"intended_use": "", "limitations": "", "evaluation_summary": summary, **(card or {})},
+        status=status,
+        status_by=by if status != PENDING else None,
+        status_at=now if status != PENDING else None,
+        registered_at=now,
+        registered_by=by,
+    )
+    events.emit(
+        session,
+        "ModelVersionRegistered",
+        version.ref,
+        {
+            "group": group,
+            "version": version.version,
+            "status": status,
+            "model_digest": model_digest,
+            "by": by,
+        },
+    )
+    return version
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    group, _, version = ref.partition("/")
+    if not version.isdigit():
+        raise ValidationError(f"{ref!r} is not GROUP/VERSION.", hint="For example: abalone/3.")
+    return check_name(group, "model group"), int(version)
+
+
+def _environment(platform: Platform, env: str | None) -> Environment:
+    return platform.ready(env)
+
+
+def register(
+    platform: Platform,
+    principal: Principal,
+    folder: Path,
+    group: str,
+    *,
+    metrics: dict[str, Any] | None = None,
+    env: str | None = None,
+) -> ModelVersion:
+    """Register the model in ``folder`` (stored by content) as the next version of ``group``."""
+    handle = _environment(platform, env)
+    authorize(handle.store, principal, "model:write", env=handle.name, target=group)
+    check_name(group, "model group")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise ValidationError(
+            f"{folder} is not a folder holding a model.", hint="Pass the model's folder."
+        )
+    for key, value in (metrics or {}).items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValidationError(f"metric {key!r} must be a number, got {value!r}.")
+    digest = handle.artifacts.put_tree(folder)
+    with handle.store.transaction() as session:
+        version = register_version(
+            session,
+            group=group,
+            model_digest=digest,
+            metrics=metrics or {},
+            lineage={"source": "manual", "path": str(folder.resolve())},
+            by=principal.name,
+        )
+        audit.record(
+            session,
+            actor=principal.name,
+            action="model.register",
+            target=version.ref,
+            details={"digest": digest},
+        )
+    return version
+
+
+def groups(
+    platform: Platform, principal: Principal, *, env: str | None = None
+) -> list[dict[str, Any]]:
+    handle = _environment(platform, env)
+    authorize(handle.store, principal, "model:read", env=handle.name, target="groups")
+    with handle.store.transaction() as session:
+        return db.list_groups(session)
+
+
+def versions(
+    platform: Platform, principal: Principal, group: str, *, env: str | None = None
+) -> list[ModelVersion]:
+    handle = _environment(platform, env)
+    authorize(handle.store, principal, "model:read", env=handle.name, target=group)
+    with handle.store.transaction() as session:
+        found = db.list_versions(session, group)
+    if not found:
+        raise NotFoundError(
+            f"model group {group!r} has no versions in {handle.name}.",
+            hint="List groups with `lockgate model groups`.",
+        )
+    return found
+
+
+def get(
+    platform: Platform, principal: Principal, ref: str, *, env: str | None = None
+) -> ModelVersion:
+    handle = _environment(platform, env)
+    group, number = parse_ref(ref)
+    authorize(handle.store, principal, "model:read", env=handle.name, target=ref)
+    with handle.store.transaction() as session:
+        found = db.get_version(session, group, number)
+    if found is None:
+        raise NotFoundError(
+            f"model version {ref} does not exist in {handle.name}.",
+            hint=f"List versions with `lockgate model list {group}`.",
+        )
+    return found
+
+
+def failed_gates(platform: Platform, version: ModelVersion) -> list[str]:
+    """The metric gates of ``version``'s group that it does not meet, as readable lines."""
+    out = []
+    for metric, gate in platform.spec.registry.gates.get(version.group, {}).items():
+        op, bound = parse_gate(gate)
+        value = version.metrics.get(metric)
+        if not isinstance(value, int | float):
+            out.append(f"{metric} is missing (gate {metric} {op} {bound:g})")
+        elif not _COMPARE[op](value, bound):
+            out.append(f"{metric} = {value:.4g} fails {metric} {op} {bound:g}")
+    return out
+
+
+def set_status(
+    platform: Platform,
+    principal: Principal,
+    ref: str,
+    status: str,
+    *,
+    comment: str = "",
+    override_gate: str | None = None,
+    env: str | None = None,
+) -> ModelVersion:
+    """Approve or reject ``ref``, after the policy checks; writes the event and the audit entry."""
+    handle = _environment(platform, env)
+    group, number = parse_ref(ref)
+    action = "model.approve" if status == APPROVED else "model.reject"
+    authorize(handle.store, principal, "model:approve", env=handle.name, target=ref)
+    current = get(platform, principal, ref, env=env)
+    if (current.status, status) not in _ALLOWED:
+        raise ConflictError(
+            f"{ref} is {current.status}; it cannot become {status}.",
+            hint="A rejected version stays rejected: register a new version."
+            if current.status == REJECTED
+            else None,
+        )
+    if current.registered_by == principal.name and not platform.spec.registry.allow_self_approval:
+        _refuse(handle, principal, action, ref, "separation of duties")
+        raise PermissionDeniedError(
+            f"{principal} registered {ref} and so may not {'approve' if status == APPROVED else 'reject'} it "
+            "(separation of duties).",
+            hint="Ask another lead data scientist, or set [registry] allow_self_approval = true.",
+        )
+    failures = failed_gates(platform, current) if status == APPROVED else []
+    if failures and not (override_gate and override_gate.strip()):
+        _refuse(handle, principal, action, ref, "metric gate")
+        raise ConflictError(
+            f"{ref} fails the metric gate of group {group!r}: {'; '.join(failures)}.",
+            hint='Approve anyway only with --override-gate "REASON" (audited).',
+        )
+    now = isoformat(utcnow())
+    with handle.store.transaction() as session:
+        fresh = db.get_version(session, group, number)
+        assert fresh is not None
+        if fresh.status != current.status:  # changed under us: re-check from the start
+            raise ConflictError(f"{ref} changed to {fresh.status} meanwhile; try again.")
+        db.update_version(
+            session,
+            group,
+            number,
+            status=status,
+            status_by=principal.name,
+            status_at=now,
+            status_comment=comment or None,
+            gate_override=override_gate if failures else None,
+        )
+        events.emit(
+            session,
+            "ModelVersionApprovalChanged",
+            ref,
+            {
+                "group": group,
+                "version": number,
+                "from": current.status,
+                "to": status,
+                "by": principal.name,
+                "comment": comment,
+            },
+        )
+        details: dict[str, Any] = {"from": current.status, "to": status}
+        if failures:
+            details |= {"gate_overridden": failures, "reason": override_gate}
+        audit.record(session, actor=principal.name, action=action, target=ref, details=details)
+        updated = db.get_version(session, group, number)
+    assert updated is not None
+    return updated
+
+
+def _refuse(handle: Environment, principal: Principal, action: str, ref: str, why: str) -> None:
+    with handle.store.transaction() as session:
+        audit.record(
+            session,
+            actor=principal.name,
+            action=action,
+            target=ref,
+            outcome="denied",
+            details={"reason": why},
+        )
+
+
+def edit_card(
+    platform: Platform,
+    principal: Principal,
+    ref: str,
+    fields: dict[str, str],
+    *,
+    env: str | None = None,
+) -> ModelVersion:
+    """Update the model card's ``intended_use``, ``limitations`` or ``evaluation_summary``."""
+    unknown = sorted(set(fields) - set(CARD_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"unknown model card field(s): {', '.join(unknown)}.",
+            hint=f"Fields: {', '.join(CARD_FIELDS)}.",
+        )
+    handle = _environment(platform, env)
+    authorize(handle.store, principal, "model:write", env=handle.name, target=ref)
+    current = get(platform, principal, ref, env=env)
+    with handle.store.transaction() as session:
+        db.update_version(session, current.group, current.version, card={**current.card, **fields})
+        events.emit(
+            session,
+            "ModelCardChanged",
+            ref,
+            {"group": current.group, "version": current.version, "fields": sorted(fields)},
+        )
+        audit.record(
+            session,
+            actor=principal.name,
+            action="model.card",
+            target=ref,
+            details={"fields": sorted(fields)},
+        )
+    return get(platform, principal, ref, env=env)
+
+
+def list_events(
+    platform: Platform,
+    principal: Principal,
+    *,
+    type_: str | None = None,
+    limit: int = 50,
+    env: str | None = None,
+) -> list[events.Event]:
+    handle = _environment(platform, env)
+    authorize(handle.store, principal, "events:read", env=handle.name, target="events")
+    with handle.store.transaction() as session:
+        return events.list_events(session, type_=type_, limit=limit)
