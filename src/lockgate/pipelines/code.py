@@ -15,9 +15,11 @@ import ast
 import hashlib
 import inspect
 import io
+import json
 import os
 import shutil
 import sys
+import textwrap
 import types
 import zipfile
 from collections.abc import Callable
@@ -53,22 +55,63 @@ def _module_file(module: types.ModuleType) -> str | None:
 
 
 def _imported_project_modules(path: Path, root: Path, seen: set[Path]) -> None:
-    """Add ``path`` and every project module it imports (transitively) to ``seen``."""
+    """Add ``path`` and every project module it imports (transitively) to ``seen``.
+
+    Absolute and relative imports are followed, at any depth of the file (imports inside
+    functions too).
+    """
     if path in seen or not path.is_file():
         return
     seen.add(path)
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            base = root.joinpath(*name.split("."))
-            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
-                    _imported_project_modules(candidate.resolve(), root, seen)
+        for candidate in _import_targets(node, path, root):
+            _imported_project_modules(candidate, root, seen)
+
+
+def _import_targets(node: ast.AST, path: Path, root: Path) -> list[Path]:
+    """The project files an ``import`` node of ``path`` may load."""
+    bases: list[Path] = []
+    if isinstance(node, ast.Import):
+        bases = [root.joinpath(*a.name.split(".")) for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        if node.level:  # relative: from the file's package, up level-1 folders
+            anchor = path.parent
+            for _ in range(node.level - 1):
+                anchor = anchor.parent
+        else:
+            anchor = root
+        module = anchor.joinpath(*node.module.split(".")) if node.module else anchor
+        bases = [module] + [module / a.name for a in node.names]
+    found = []
+    for base in bases:
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file() and _in_project(str(candidate), root):
+                found.append(candidate.resolve())
+    return found
+
+
+def _canonical(value: Any) -> str:
+    """A stable text for a plain data constant; ``TypeError`` for anything else."""
+
+    def plain(v: Any) -> Any:
+        if v is None or isinstance(v, str | int | float | bool):
+            return v
+        if isinstance(v, bytes):
+            return {"bytes": v.hex()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, set | frozenset):
+            return {"set": sorted(json.dumps(plain(x), sort_keys=True) for x in v)}
+        if isinstance(v, dict):
+            return {
+                "dict": sorted(
+                    (json.dumps(plain(k), sort_keys=True), plain(x)) for k, x in v.items()
+                )
+            }
+        raise TypeError(type(v).__name__)
+
+    return json.dumps(plain(value), sort_keys=True)
 
 
 def code_digest(fn: Callable[..., Any], root: Path) -> str:
@@ -87,14 +130,34 @@ def code_digest(fn: Callable[..., Any], root: Path) -> str:
 
 
 def _collect(obj: Any, root: Path, sources: dict[str, str], files: set[Path]) -> None:
-    key = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+    """Add what ``obj`` (a function or class of the project) depends on.
+
+    It fails closed: whatever it cannot see through (an object that is not plain data, a
+    callable wrapper, code without source) brings in the whole file that defines it.
+    """
+    obj = inspect.unwrap(obj)
+    module_name = getattr(obj, "__module__", None)
+    module = sys.modules.get(module_name or "")
+    module_file = _module_file(module) if module else None
+    key = f"{module_name}:{getattr(obj, '__qualname__', repr(obj))}"
     if key in sources:
         return
     try:
         sources[key] = inspect.getsource(obj)
     except (OSError, TypeError):
-        sources[key] = repr(obj)
+        sources[key] = "(no source)"
+        if _in_project(module_file, root):
+            _imported_project_modules(Path(module_file).resolve(), root, files)  # type: ignore[arg-type]
         return
+    if module_file and _in_project(module_file, root):
+        # Imports inside the function's own body (and relative ones) load project files too.
+        try:
+            tree = ast.parse(textwrap.dedent(sources[key]))
+        except SyntaxError:
+            tree = None
+        for node in ast.walk(tree) if tree else ():
+            for target in _import_targets(node, Path(module_file).resolve(), root):
+                _imported_project_modules(target, root, files)
     code = getattr(obj, "__code__", None)
     globals_ = getattr(obj, "__globals__", {})
     if code is None:  # a class: follow its methods
@@ -102,26 +165,41 @@ def _collect(obj: Any, root: Path, sources: dict[str, str], files: set[Path]) ->
             if inspect.isfunction(value):
                 _collect(value, root, sources, files)
         return
-    for name in _names(code):
-        value = globals_.get(name)
-        if value is None:
+    for name in sorted(_names(code)):
+        if name not in globals_:
+            continue  # a builtin, an attribute name, or a local import (handled above)
+        value = globals_[name]
+        if getattr(value, "__lockgate_step__", False):
+            value = value.fn
+        if isinstance(value, types.ModuleType):
+            origin = _module_file(value)
+            if _in_project(origin, root):
+                _imported_project_modules(Path(origin).resolve(), root, files)  # type: ignore[arg-type]
             continue
-        value = getattr(value, "fn", value) if getattr(value, "__lockgate_step__", False) else value
-        if isinstance(value, (str, int, float, bool, bytes, tuple, frozenset)):
-            sources[f"{getattr(obj, '__module__', '?')}:{name}"] = repr(value)  # a module constant
-        elif isinstance(value, types.ModuleType):
-            module_file = _module_file(value)
-            if _in_project(module_file, root):
-                _imported_project_modules(Path(module_file).resolve(), root, files)  # type: ignore[arg-type]
-        elif inspect.isfunction(value) or inspect.isclass(value):
-            module = sys.modules.get(value.__module__)
-            module_file = _module_file(module) if module else None
-            if not _in_project(module_file, root):
-                continue
-            if value.__module__ == getattr(obj, "__module__", None):
+        if inspect.isfunction(inspect.unwrap(value)) or inspect.isclass(value):
+            value = inspect.unwrap(value)
+            defining = sys.modules.get(value.__module__)
+            origin = _module_file(defining) if defining else None
+            if not _in_project(origin, root):
+                continue  # a library's function: versioned by the environment, not the project
+            if value.__module__ == module_name and not _is_wrapper(globals_[name]):
                 _collect(value, root, sources, files)
             else:
-                _imported_project_modules(Path(module_file).resolve(), root, files)  # type: ignore[arg-type]
+                _imported_project_modules(Path(origin).resolve(), root, files)  # type: ignore[arg-type]
+            continue
+        try:
+            sources[f"{module_name}:{name}"] = _canonical(value)  # a data constant
+        except TypeError:
+            # An object we cannot describe: its defining file (and the step's) decide.
+            defining = sys.modules.get(getattr(type(value), "__module__", ""))
+            for origin in (_module_file(defining) if defining else None, module_file):
+                if _in_project(origin, root):
+                    _imported_project_modules(Path(origin).resolve(), root, files)  # type: ignore[arg-type]
+
+
+def _is_wrapper(value: Any) -> bool:
+    """A callable that is not the plain function (``lru_cache``, a decorator's wrapper…)."""
+    return not inspect.isfunction(value) or inspect.unwrap(value) is not value
 
 
 def _names(code: types.CodeType) -> set[str]:
