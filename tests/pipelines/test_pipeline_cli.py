@@ -183,3 +183,33 @@ def test_the_abalone_example(
     assert version.metrics["rows"] == 627  # 15 % of 4,177
     failing = run_cli(home, "pipeline", "run", "abalone", "-p", "mse_threshold=1.0", timeout=300)
     assert failing.code == 1 and "above mse_threshold" in failing.out
+
+
+def test_stop_after_the_orchestrator_was_killed_stops_the_step_too(
+    platform: Platform, admin: Principal, home: Home, project: Path, tmp_path: Path
+) -> None:
+    runs_file = tmp_path / "runs.txt"
+    assert run_cli(home, "pipeline", "upsert", f"{project}/pipe.py:sleepy").code == 0
+    env = {**os.environ, "LOCKGATE_HOME": str(home.root), "LOCKGATE_TEST_RUNS_FILE": str(runs_file)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "pipeline", "run", "sleepy", "-p", "seconds=3"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as orchestrator:
+        [execution] = _wait_for(lambda: service.list_executions(platform, admin, "sleepy"), "it")
+        _wait_for(
+            lambda: (
+                (_step(platform, admin, execution.id, "nap").get("attempt") or 0) >= 1
+                and _step(platform, admin, execution.id, "nap")["status"] == "running"
+            ),
+            "the step to run",
+        )
+        time.sleep(0.3)  # let the handle be recorded
+        orchestrator.send_signal(signal.SIGKILL)
+        orchestrator.wait(timeout=30)
+    stopped = run_cli(home, "pipeline", "stop", execution.id)
+    assert stopped.code == 0 and "is stopped" in stopped.out, stopped.err
+    assert _step(platform, admin, execution.id, "nap")["status"] == "stopped"
+    time.sleep(3.5)  # past the moment the step would have finished
+    assert not runs_file.exists()  # it was killed, not left running

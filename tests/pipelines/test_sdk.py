@@ -189,3 +189,32 @@ def test_the_public_api_is_declared_and_lazy() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_references_in_containers_strings_and_odd_constants_are_refused() -> None:
+    @step
+    def number() -> int:
+        return 1
+
+    @step
+    def combine(values: list, label: str = "") -> int:  # type: ignore[type-arg]
+        return 0
+
+    @pipeline
+    def in_a_list() -> None:
+        combine([number(), number()])
+
+    @pipeline
+    def in_a_string(name: str = "x") -> None:
+        combine([], f"data/{name}.csv")
+
+    @pipeline
+    def a_set() -> None:
+        combine({1, 2})  # type: ignore[arg-type]
+
+    with pytest.raises(ValidationError, match="as an argument of its own"):
+        in_a_list.trace()
+    with pytest.raises(ValidationError, match="formatted into a string"):
+        in_a_string.trace()
+    with pytest.raises(ValidationError, match="not plain JSON"):
+        a_set.trace()

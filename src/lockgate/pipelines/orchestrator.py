@@ -71,6 +71,9 @@ class Orchestrator:
         self._claim()
         try:
             return self._loop()
+        except KeyboardInterrupt:
+            self._stop(self._runs(), reason="interrupted (Ctrl-C)")
+            raise
         finally:
             with self.env.store.transaction() as s:
                 db.release(s, self.execution_id, self.owner)
@@ -115,10 +118,10 @@ class Orchestrator:
         self.order = topological_order(version.definition)
         self.params = execution.parameters
         code = self.env.artifacts.get_bytes(version.snapshot_digest)
-        self.code_dir = extract(
-            code, self.run_dir / "code" / version.snapshot_digest.removeprefix("sha256:")[:32]
-        )
         self.exec_dir = self.run_dir / "executions" / self.execution_id
+        # Each execution unpacks its own copy: a step that writes into its working folder cannot
+        # change the code another execution runs.
+        self.code_dir = extract(code, self.exec_dir / "code")
 
     # ------------------------------------------------------------ the loop
 
@@ -141,9 +144,8 @@ class Orchestrator:
                 return self._finish(runs, "failed", failed)
             if all(r.status in TERMINAL for r in runs.values()):
                 bad = [n for n in self.order if runs[n].status == "failed"]
-                return self._finish(
-                    runs, "failed" if bad else "succeeded", runs[bad[0]].reason if bad else None
-                )
+                reason = f"step {bad[0]!r} failed: {runs[bad[0]].reason}" if bad else None
+                return self._finish(runs, "failed" if bad else "succeeded", reason)
             for handle, result in self.executor.wait(
                 timeout=0.05 if self.executor.running() else 0.0
             ):
@@ -383,18 +385,22 @@ class Orchestrator:
         Path(task.workdir).mkdir(parents=True, exist_ok=True)
         with open(task.log_path, "a", encoding="utf-8") as log:
             log.write(f"--- {isoformat(utcnow())} attempt {attempt} of step {name}\n")
-        handle = self.executor.submit(task)
-        self.handles[handle.id] = name
+        # Record the attempt before starting it: if this process dies in between, a resume
+        # sees a running attempt it cannot re-attach to and starts the next attempt, in a
+        # folder of its own, instead of a second copy of this one.
         self._set(
             name,
             status="running",
             attempt=attempt,
             cache_key=key,
             cache_components=parts,
-            handle={"id": handle.id, **handle.info},
+            handle=None,
             started_at=isoformat(utcnow()),
             reason=None,
         )
+        handle = self.executor.submit(task)
+        self.handles[handle.id] = name
+        self._set(name, handle={"id": handle.id, **handle.info})
         return "submitted"
 
     def _stored(self, digest: str) -> bool:
@@ -548,7 +554,7 @@ class Orchestrator:
         assert final is not None
         return final
 
-    def _stop(self, runs: dict[str, StepRun]) -> Execution:
+    def _stop(self, runs: dict[str, StepRun], reason: str = "stopped by request") -> Execution:
         for handle_id in list(self.handles):
             self.executor.cancel(TaskHandle(handle_id))
         deadline = time.monotonic() + 10
@@ -561,7 +567,7 @@ class Orchestrator:
                 self._set(
                     name,
                     status="stopped",
-                    reason="stopped by request",
+                    reason=reason,
                     finished_at=isoformat(utcnow()),
                 )
         now = isoformat(utcnow())
@@ -573,11 +579,11 @@ class Orchestrator:
                         self.execution_id,
                         name,
                         status="stopped" if run.status == "running" else "skipped",
-                        reason="stopped by request",
+                        reason=reason,
                         finished_at=now,
                     )
             db.update_execution(
-                s, self.execution_id, status="stopped", reason="stopped by request", finished_at=now
+                s, self.execution_id, status="stopped", reason=reason, finished_at=now
             )
             final = db.get_execution(s, self.execution_id)
         assert final is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,6 +72,15 @@ class Ref:
         return self._compare("!=", other)
 
     __hash__ = object.__hash__
+
+    def __format__(self, spec: str) -> str:
+        raise ValidationError(
+            "a step output or parameter was formatted into a string inside a @pipeline; "
+            "its value is only known when the pipeline runs.",
+            hint="Pass it to a step and build the string inside the step.",
+        )
+
+    __str__ = __format__  # type: ignore[assignment]
 
     def __bool__(self) -> bool:
         raise ValidationError(
@@ -140,7 +150,29 @@ def operand(value: Any) -> dict[str, Any]:
         return {"expr": value.to_json()}
     if isinstance(value, Ref):
         return value.to_json()
+    if _holds_reference(value):
+        raise ValidationError(
+            "a step output or parameter was passed inside a list, tuple, set or dict.",
+            hint="Pass each step output or parameter as an argument of its own.",
+        )
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"the constant {value!r} cannot be stored in a pipeline definition (not plain JSON).",
+            hint="Pass numbers, strings, booleans, None, or lists and dicts of them.",
+        ) from None
     return {"value": value}
+
+
+def _holds_reference(value: Any) -> bool:
+    if isinstance(value, Ref | Expr):
+        return True
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_reference(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_reference(v) for v in (*value.keys(), *value.values()))
+    return False
 
 
 # ---------------------------------------------------------------- tracing

@@ -385,7 +385,7 @@ def retry(
 def stop(
     platform: Platform, principal: Principal, execution_id: str, *, env: str | None = None
 ) -> Execution:
-    """Ask the orchestrator to stop; an execution nobody is running is stopped at once."""
+    """Ask the orchestrator to stop; an execution nobody orchestrates is stopped here."""
     from lockgate.pipelines.leases import owner_is_gone
 
     execution = get_execution(platform, principal, execution_id, env=env)
@@ -397,21 +397,9 @@ def stop(
         db.update_execution(s, execution_id, stop_requested=True, status="stopping")
         audit.record(s, actor=principal.name, action="pipeline.stop", target=execution_id)
     if execution.lease_owner is None or owner_is_gone(execution.lease_owner):
-        now = isoformat(utcnow())
-        with handle.store.transaction() as s:
-            for name, run in db.step_runs(s, execution_id).items():
-                if run.status in ("pending", "running"):
-                    db.update_step(
-                        s,
-                        execution_id,
-                        name,
-                        status="skipped" if run.status == "pending" else "stopped",
-                        reason="stopped by request",
-                        finished_at=now,
-                    )
-            db.update_execution(
-                s, execution_id, status="stopped", reason="stopped by request", finished_at=now
-            )
+        # Nobody is orchestrating it: do it here, so that step processes a killed orchestrator
+        # left running are found (re-attached) and stopped, not just marked stopped.
+        return drive(platform, principal, execution_id, env=env)
     return get_execution(platform, principal, execution_id, env=env)
 
 
