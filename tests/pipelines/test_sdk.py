@@ -218,3 +218,18 @@ def test_references_in_containers_strings_and_odd_constants_are_refused() -> Non
         in_a_string.trace()
     with pytest.raises(ValidationError, match="not plain JSON"):
         a_set.trace()
+
+
+def test_small_bad_inputs(tmp_path: Path) -> None:
+    from lockgate.pipelines.service import parse_ref
+
+    with pytest.raises(ValidationError, match="NAME@VERSION"):
+        parse_ref("abalone@0")
+    assert parse_ref("abalone@2") == ("abalone", 2) and parse_ref("abalone") == ("abalone", None)
+    for raw in ("nan", "inf", "-inf"):
+        with pytest.raises(ValidationError, match="must be float"):
+            coerce("x", "float", raw)
+    broken = tmp_path / "syntax.py"
+    broken.write_text("def oops(:\n    pass\n")
+    with pytest.raises(ValidationError, match=r"syntax\.py, line 1: "):
+        compiler.load_module(broken)

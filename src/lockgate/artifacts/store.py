@@ -30,7 +30,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from lockgate.backends import artifact_backends, build, scheme_of
-from lockgate.errors import IntegrityError, NotFoundError, ValidationError
+from lockgate.errors import IntegrityError, LockgateError, NotFoundError, ValidationError
 from lockgate.ids import new_id
 
 BLOBS = "blobs"
@@ -138,6 +138,15 @@ class ArtifactStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._read_blob_to(entry["digest"], entry["size"], target)
         return dest
+
+    def has_tree(self, digest: str) -> bool:
+        """Whether the tree's manifest and every blob it names are present (without reading
+        the files: a cheap check, as before reusing a cached output; loads still verify)."""
+        try:
+            entries = self._manifest(digest)
+        except LockgateError:
+            return False
+        return all(self.fs.exists(self._blob_path(entry["digest"])) for entry in entries)
 
     # ------------------------------------------------------------------ internals
 

@@ -47,6 +47,11 @@ def load_module(file: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ValidationError(
+            f"{exc.filename or file}, line {exc.lineno}: {exc.msg}.",
+            hint="Fix the syntax error; `python FILE` shows it too.",
+        ) from exc
     except Exception as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         raise ValidationError(
@@ -100,6 +105,12 @@ def compile_pipeline(pipeline: PipelineFunction, root: Path) -> dict[str, Any]:
             step["settings"] = node.settings
         if node.options:
             step["options"] = node.options
+        if node.kind == "transform":
+            from lockgate.pipelines.builtin import batch_transform
+
+            step["code_digest"] = code_digest(
+                batch_transform, Path(batch_transform.__code__.co_filename).parent
+            )
         if node.function is not None:
             step["module"] = node.function.__module__
             step["function"] = node.function.__name__

@@ -362,7 +362,10 @@ class Orchestrator:
         if settings.get("cache", True) and run.attempt == 0:
             with self.env.store.transaction() as s:
                 hit = db.get_cache_entry(s, key)
-            if hit and (hit["output_digest"] is None or self._stored(hit["output_digest"])):
+            if hit and (
+                hit["output_digest"] is None
+                or self._stored(hit["output_digest"], hit["output_type"])
+            ):
                 now = isoformat(utcnow())
                 self._set(
                     name,
@@ -403,9 +406,12 @@ class Orchestrator:
         self._set(name, handle={"id": handle.id, **handle.info})
         return "submitted"
 
-    def _stored(self, digest: str) -> bool:
+    def _stored(self, digest: str, output_type: str) -> bool:
+        """Whether a cached output is still whole in the artifact store."""
         from lockgate.errors import LockgateError
 
+        if output_type in ("Dataset", "Model"):
+            return self.env.artifacts.has_tree(digest)
         try:
             self.env.artifacts.get_bytes(digest)
         except LockgateError:
@@ -452,7 +458,8 @@ class Orchestrator:
                 continue
             step = self.steps[name]
             task = self._task(name, step, run.attempt, self._inputs(step, runs))
-            handle = self.executor.adopt(task, run.handle or {}) if run.handle else None
+            info = run.handle or _announced(task)
+            handle = self.executor.adopt(task, info) if info else None
             if handle is None:
                 self._set(
                     name,
@@ -598,3 +605,18 @@ def _thread_limits(cpus: int) -> dict[str, str]:
     """
     value = str(cpus)
     return {name: value for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def _announced(task: StepTask, grace_s: float = 2.0) -> dict[str, Any] | None:
+    """The process an attempt announced (see ``runtime.announce``), waiting ``grace_s`` for a
+    step that was started just before its orchestrator died; None if it never started."""
+    announcement = Path(task.result_path).with_name("attempt.json")
+    deadline = time.monotonic() + grace_s
+    while True:
+        if announcement.exists():
+            return dict(json.loads(announcement.read_text()))
+        if Path(task.result_path).exists():
+            return {"result_path": task.result_path}
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)

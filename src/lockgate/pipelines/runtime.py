@@ -83,10 +83,36 @@ def main(task_json: str) -> None:
     a process that exits without one died before it could say how the step ended.
     """
     task = StepTask.from_dict(json.loads(task_json))
+    announce(task)
     result = run_task(task)
     write_result(task.result_path, result)
     _flush()
     raise SystemExit(0 if result.ok else 1)
+
+
+def announce(task: StepTask) -> None:
+    """Say which process runs this attempt, next to its result file (``attempt.json``).
+
+    An orchestrator killed after starting the attempt but before recording it finds the
+    process here, and re-attaches to it instead of starting the step a second time.
+    """
+    import socket
+
+    try:
+        ticks: int | None = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        ticks = None
+    document = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_started": ticks,
+        "result_path": task.result_path,
+    }
+    target = Path(task.result_path).with_name("attempt.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".attempt.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document))
+    os.replace(tmp, target)
 
 
 def write_result(path: str, result: StepResult) -> None:

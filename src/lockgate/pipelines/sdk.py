@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -502,7 +503,10 @@ def coerce(name: str, type_: str, value: Any) -> Any:
             raise ValueError(value)
         if type_ == "int" and isinstance(value, bool):
             raise ValueError(value)
-        return PARAMETER_TYPES[type_](value)
+        result = PARAMETER_TYPES[type_](value)
+        if type_ == "float" and not math.isfinite(result):
+            raise ValueError(value)
+        return result
     except (TypeError, ValueError):
         raise ValidationError(
             f"parameter {name!r} must be {type_}, got {value!r}.",

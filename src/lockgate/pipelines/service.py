@@ -47,7 +47,7 @@ def _check(env: Environment, principal: Principal, permission: str, target: str)
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """``NAME`` or ``NAME@VERSION``."""
     name, _, version = ref.partition("@")
-    if version and not version.isdigit():
+    if version and (not version.isdigit() or int(version) < 1):
         raise ValidationError(
             f"{ref!r} is not NAME or NAME@VERSION.", hint="For example: abalone@2."
         )
@@ -107,7 +107,9 @@ def get_version(
     _check(handle, principal, "pipeline:read", ref)
     name, number = parse_ref(ref)
     with handle.store.transaction() as s:
-        found = db.get_version(s, name, number) if number else db.latest_version(s, name)
+        found = (
+            db.get_version(s, name, number) if number is not None else db.latest_version(s, name)
+        )
     if found is None:
         raise NotFoundError(
             f"pipeline {ref} does not exist in {handle.name}.",
