@@ -63,6 +63,8 @@ class Orchestrator:
         self.owner = owner_id()
         self.steal_from_dead = steal_from_dead
         self.handles: dict[str, str] = {}  # handle id -> step
+        #: Set when another orchestrator took the lease: its steps are then not ours to stop.
+        self.lease_lost = False
 
     # ------------------------------------------------------------ entry point
 
@@ -168,6 +170,7 @@ class Orchestrator:
     def _renew(self) -> None:
         with self.env.store.transaction() as s:
             if not db.renew(s, self.execution_id, self.owner, time.time(), LEASE_S):
+                self.lease_lost = True
                 raise ConflictError(
                     f"execution {self.execution_id}: this orchestrator lost its lease."
                 )

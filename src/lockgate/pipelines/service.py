@@ -238,17 +238,19 @@ def drive(
     handle = environment(platform, env)
     _check(handle, principal, "pipeline:run", execution_id)
     executor = executor or new_executor(parallel)
+    orchestrator = Orchestrator(
+        handle,
+        execution_id,
+        executor,
+        platform.home.run_dir / handle.name,
+        on_event=on_event or (lambda e: None),
+    )
     try:
-        orchestrator = Orchestrator(
-            handle,
-            execution_id,
-            executor,
-            platform.home.run_dir / handle.name,
-            on_event=on_event or (lambda e: None),
-        )
         return orchestrator.run()
     finally:
-        executor.shutdown()
+        # A lost lease means another orchestrator re-attached to our steps: leave them running.
+        if not orchestrator.lease_lost:
+            executor.shutdown()
 
 
 def get_execution(
