@@ -35,6 +35,8 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/bench_pipelines.py
+	$(BIN)/python bench/bench_executor.py
+	$(BIN)/python bench/bench_registry.py
 
 demo-clean:
 	rm -rf $(DEMO_HOME)
