@@ -365,8 +365,20 @@ def resume(
     from lockgate.pipelines import service
 
     platform = open_platform(home)
-    env_name = platform.ready(env).name
     service.get_execution(platform, me(), execution_id, env=env)
+    _continue(platform, execution_id, env, detach, parallel, json)
+
+
+def _continue(
+    platform: Platform,
+    execution_id: str,
+    env: str | None,
+    detach: bool,
+    parallel: int | None,
+    json: bool,
+) -> None:
+    """Drive an existing execution here, or in the background with ``detach``."""
+    env_name = platform.ready(env).name
     if detach:
         _detach(platform, execution_id, env_name)
         return
@@ -387,11 +399,7 @@ def retry(
 
     platform = open_platform(home)
     service.retry(platform, me(), execution_id, env=env)
-    env_name = platform.ready(env).name
-    if detach:
-        _detach(platform, execution_id, env_name)
-        return
-    _drive(platform, execution_id, env_name, parallel, json)
+    _continue(platform, execution_id, env, detach, parallel, json)
 
 
 @app.command()

@@ -180,11 +180,12 @@ class Orchestrator:
             execution = db.get_execution(s, self.execution_id)
         return bool(execution and execution.stop_requested)
 
-    def _set(self, step: str, **values: Any) -> StepRun:
+    def _set(self, step: str, *, notify: bool = True, **values: Any) -> StepRun:
         with self.env.store.transaction() as s:
             db.update_step(s, self.execution_id, step, **values)
             run = db.step_runs(s, self.execution_id)[step]
-        self.on_event(StepEvent(step, run.status, run))
+        if notify:
+            self.on_event(StepEvent(step, run.status, run))
         return run
 
     # ------------------------------------------------------------ deciding what each step needs
@@ -406,7 +407,7 @@ class Orchestrator:
         )
         handle = self.executor.submit(task)
         self.handles[handle.id] = name
-        self._set(name, handle={"id": handle.id, **handle.info})
+        self._set(name, handle={"id": handle.id, **handle.info}, notify=False)
         return "submitted"
 
     def _stored(self, digest: str, output_type: str) -> bool:
