@@ -106,10 +106,10 @@ def test_separation_of_duties_and_roles(
     assert ("user:alice", "model:approve", None) in denied
     assert registry.get(team, admin, "abalone/1").status == "PendingManualApproval"  # unchanged
 
+    text = home.platform_file.read_text()
+    assert "allow_self_approval = false" in text
     home.platform_file.write_text(
-        home.platform_file.read_text()
-        .replace('mse = "<= 6.0"', 'mse = "<= 6.0"\n\n[registry]\nallow_self_approval = true')
-        .replace("[registry.gates.abalone]", "[registry.gates.abalone-x]")
+        text.replace("allow_self_approval = false", "allow_self_approval = true")
     )
     relaxed = Platform.open(home)
     assert registry.set_status(relaxed, LEAD, "abalone/1", registry.APPROVED).status == "Approved"

@@ -58,6 +58,16 @@ environments = [{all_envs}]
 # environment variable at apply time (value_env) or from `lockgate param put --secure`.
 """
 
+_REGISTRY = """
+# The model registry's approval policy. Who may approve is a role granting model:approve.
+[registry]
+allow_self_approval = false   # whoever registered a version may not approve it
+
+# Metric gates per model group: an approval that fails one needs --override-gate "reason".
+# [registry.gates.abalone]
+# mse = "<= 6.0"
+"""
+
 _PARAMETER = """
 [parameters."/lockgate/{env}/data/bucket"]
 value = "{url}"
@@ -86,4 +96,5 @@ def render_platform_toml(org: str, environments: list[str], admin: str) -> str:
     for env in environments:
         url = f"file://{{home}}/envs/{env}/artifacts/data"
         parts.append(_PARAMETER.format(env=env, url=url))
+    parts.append(_REGISTRY)
     return "".join(parts)
