@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,12 +17,11 @@ from lockgate.cli.common import (
     open_platform,
     print_json,
 )
+from lockgate.cli.progress import continue_execution, detach_execution, drive_here
 from lockgate.cli.render import table
 
 if TYPE_CHECKING:
-    from lockgate.pipelines.executors.base import Executor
-    from lockgate.pipelines.orchestrator import StepEvent
-    from lockgate.platform import Platform
+    pass
 
 app = typer.Typer(help="Define, run and inspect ML pipelines.", no_args_is_help=True)
 cache_app = typer.Typer(help="Explain cache hits and misses.", no_args_is_help=True)
@@ -42,15 +39,6 @@ ParallelOption = Annotated[
         "--parallel", min=1, max=256, help="Steps at once (default: CPU count).", show_default=False
     ),
 ]
-_STYLE = {
-    "succeeded": "green",
-    "cached": "cyan",
-    "failed": "red",
-    "running": "yellow",
-    "pending": "dim",
-    "skipped": "dim",
-    "stopped": "magenta",
-}
 
 
 @app.command()
@@ -167,148 +155,6 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _detach(platform: Platform, execution_id: str, env: str) -> None:
-    log_dir = platform.home.run_dir / env / "executions" / execution_id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "orchestrator.log", "ab") as log:
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lockgate",
-                "pipeline",
-                "resume",
-                execution_id,
-                "--env",
-                env,
-                "--home",
-                str(platform.home.root),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**os.environ},
-        )
-    console.print(
-        f"Execution [bold]{execution_id}[/bold] started in the background. Follow it with `lockgate pipeline describe {execution_id}`."
-    )
-
-
-def _drive(
-    platform: Platform,
-    execution_id: str,
-    env: str,
-    parallel: int | None,
-    json: bool,
-    executor: Executor | None = None,
-) -> None:
-    from lockgate.pipelines import service
-
-    described = service.describe(platform, me(), execution_id, env=env)
-    order = [s["name"] for s in described["steps"]]
-    states: dict[str, dict[str, Any]] = {
-        s["name"]: {
-            "status": s["status"],
-            "duration": s["duration_s"],
-            "reason": s["reason"],
-            "attempt": s["attempt"],
-        }
-        for s in described["steps"]
-    }
-    started = time.monotonic()
-
-    def render() -> Any:
-        from rich.table import Table
-
-        out = Table(
-            title=f"{described['pipeline']}@{described['version']} · {execution_id}",
-            show_edge=False,
-        )
-        for column in ("step", "state", "time", "note"):
-            out.add_column(column)
-        for name in order:
-            st = states[name]
-            colour = _STYLE.get(st["status"], "white")
-            seconds = f"{st['duration']:.2f}s" if st["duration"] is not None else ""
-            out.add_row(
-                name, f"[{colour}]{st['status']}[/{colour}]", seconds, (st["reason"] or "")[:80]
-            )
-        return out
-
-    if json or not sys.stdout.isatty():
-
-        def on_event(event: StepEvent) -> None:
-            if not json:
-                seconds = (
-                    f" {event.run.duration_s:.2f}s" if event.run.duration_s is not None else ""
-                )
-                note = f" — {event.run.reason}" if event.run.reason else ""
-                console.print(f"  {event.step}: {event.status}{seconds}{note}", markup=False)
-
-        final = service.drive(
-            platform,
-            me(),
-            execution_id,
-            env=env,
-            on_event=on_event,
-            parallel=parallel,
-            executor=executor,
-        )
-    else:
-        from rich.live import Live
-
-        with Live(render(), console=console, refresh_per_second=8) as live:
-
-            def on_event(event: StepEvent) -> None:
-                states[event.step] = {
-                    "status": event.status,
-                    "duration": event.run.duration_s,
-                    "reason": event.run.reason,
-                    "attempt": event.run.attempt,
-                }
-                live.update(render())
-
-            final = service.drive(
-                platform,
-                me(),
-                execution_id,
-                env=env,
-                on_event=on_event,
-                parallel=parallel,
-                executor=executor,
-            )
-    if json:
-        print_json(service.describe(platform, me(), execution_id, env=env))
-    else:
-        colour = _STYLE.get(final.status, "white")
-        reason = f": {final.reason}" if final.reason else ""
-        console.print(
-            f"Execution {execution_id} [{colour}]{final.status}[/{colour}] in {time.monotonic() - started:.2f}s{reason}"
-        )
-        _summary(service.describe(platform, me(), execution_id, env=env))
-    if final.status != "succeeded":
-        raise typer.Exit(1)
-
-
-def _summary(doc: dict[str, Any]) -> None:
-    """The metrics and registrations an execution produced, one line each."""
-    for s in doc["steps"]:
-        value = s.get("value")
-        if s["status"] not in ("succeeded", "cached") or not isinstance(value, dict):
-            continue
-        if s["kind"] == "register_model":
-            console.print(
-                f"  registered model {value['group']}/{value['version']} ({value['approval']}), "
-                f"artifact {value['model_digest'][:19]}"
-            )
-        elif s["output"] and s["output"]["type"] == "Metrics":
-            shown = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-            )
-            console.print(f"  {s['name']}: {shown}")
-
-
 @app.command()
 def run(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
@@ -347,9 +193,9 @@ def run(
             executor.shutdown()
         raise
     if detach:
-        _detach(platform, execution.id, env_name)
+        detach_execution(platform, execution.id, env_name)
         return
-    _drive(platform, execution.id, env_name, parallel, json, executor)
+    drive_here(platform, execution.id, env_name, parallel, json, executor)
 
 
 @app.command()
@@ -366,23 +212,7 @@ def resume(
 
     platform = open_platform(home)
     service.get_execution(platform, me(), execution_id, env=env)
-    _continue(platform, execution_id, env, detach, parallel, json)
-
-
-def _continue(
-    platform: Platform,
-    execution_id: str,
-    env: str | None,
-    detach: bool,
-    parallel: int | None,
-    json: bool,
-) -> None:
-    """Drive an existing execution here, or in the background with ``detach``."""
-    env_name = platform.ready(env).name
-    if detach:
-        _detach(platform, execution_id, env_name)
-        return
-    _drive(platform, execution_id, env_name, parallel, json)
+    continue_execution(platform, execution_id, env, detach, parallel, json)
 
 
 @app.command()
@@ -399,7 +229,7 @@ def retry(
 
     platform = open_platform(home)
     service.retry(platform, me(), execution_id, env=env)
-    _continue(platform, execution_id, env, detach, parallel, json)
+    continue_execution(platform, execution_id, env, detach, parallel, json)
 
 
 @app.command()
@@ -574,39 +404,3 @@ def cache_explain(
     console.print(f"{step}: cache [bold]{doc['result']}[/bold]")
     for line in doc["reasons"]:
         console.print(f"  - {line}", markup=False)
-
-
-def lineage(
-    artifact: Annotated[str, typer.Argument(help="An artifact digest, sha256:…")],
-    env: EnvOption = None,
-    home: HomeOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Walk an artifact's lineage: what produced it, from what, and what was made from it."""
-    from rich.tree import Tree
-
-    from lockgate.pipelines import service
-
-    doc = service.lineage(open_platform(home), me(), artifact, env=env)
-    if json:
-        print_json(doc)
-        return
-
-    def branch(tree: Tree, node: dict[str, Any]) -> None:
-        label = (
-            f"{node['digest'][:19]} {node.get('type', '')} ← step {node['step']} of {node['execution_id']}"
-            if "step" in node
-            else f"{node['digest'][:19]} (not produced by a pipeline)"
-        )
-        sub = tree.add(f"{node.get('argument', '')}: {label}" if node.get("argument") else label)
-        for parent in node.get("inputs", []):
-            branch(sub, parent)
-
-    root = Tree("lineage")
-    branch(root, doc["artifact"])
-    used = root.add("used by")
-    for consumer in doc["used_by"]:
-        used.add(
-            f"{consumer['digest'][:19]} {consumer['type']} ← step {consumer['step']} of {consumer['execution_id']}"
-        )
-    console.print(root)

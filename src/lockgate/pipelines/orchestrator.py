@@ -20,12 +20,13 @@ from typing import Any
 from lockgate.errors import ConflictError, NotFoundError
 from lockgate.ids import isoformat, utcnow
 from lockgate.pipelines import cache
+from lockgate.pipelines.attempts import announced, build_task
 from lockgate.pipelines.code import extract
 from lockgate.pipelines.compiler import topological_order
 from lockgate.pipelines.executors.base import Executor, TaskHandle
 from lockgate.pipelines.expressions import OPS, resolve, show
 from lockgate.pipelines.leases import owner_id, owner_is_gone
-from lockgate.pipelines.task import InputSpec, StepResult, StepTask
+from lockgate.pipelines.task import StepResult, StepTask
 from lockgate.platform import Environment
 from lockgate.store import pipelines as db
 from lockgate.store.pipelines import Execution, StepRun
@@ -425,34 +426,15 @@ class Orchestrator:
     def _task(
         self, name: str, step: dict[str, Any], attempt: int, inputs: dict[str, dict[str, Any]]
     ) -> StepTask:
-        specs = {
-            arg: InputSpec("artifact", v["type"], v["digest"])
-            if "digest" in v
-            else InputSpec("value", value=v["value"])
-            for arg, v in inputs.items()
-        }
-        if step["kind"] == "transform":
-            module, qualname = "lockgate.pipelines.builtin", "batch_transform"
-        else:
-            module, qualname = step["module"], step["function"]
-        settings = step.get("settings", {})
-        attempt_dir = self.exec_dir / name / str(attempt)
-        return StepTask(
+        return build_task(
             execution_id=self.execution_id,
-            step=name,
+            name=name,
+            step=step,
             attempt=attempt,
-            module=module,
-            qualname=qualname,
-            code_dir=str(self.code_dir),
+            inputs=inputs,
+            exec_dir=self.exec_dir,
+            code_dir=self.code_dir,
             artifact_url=self.env.artifacts.url,
-            workdir=str(attempt_dir / "work"),
-            log_path=str(self.exec_dir / f"{name}.log"),
-            result_path=str(attempt_dir / "result.json"),
-            inputs=specs,
-            output_type=step["output_type"],
-            env=_thread_limits(int(settings.get("cpus", 1))) | dict(settings.get("env", {})),
-            timeout_s=settings.get("timeout_s"),
-            cpus=int(settings.get("cpus", 1)),
         )
 
     def _adopt(self, runs: dict[str, StepRun]) -> None:
@@ -462,7 +444,7 @@ class Orchestrator:
                 continue
             step = self.steps[name]
             task = self._task(name, step, run.attempt, self._inputs(step, runs))
-            info = run.handle or _announced(task)
+            info = run.handle or announced(task)
             handle = self.executor.adopt(task, info) if info else None
             if handle is None:
                 self._set(
@@ -599,28 +581,3 @@ class Orchestrator:
             final = db.get_execution(s, self.execution_id)
         assert final is not None
         return final
-
-
-def _thread_limits(cpus: int) -> dict[str, str]:
-    """A step's CPU setting as the thread pools of numeric libraries read it.
-
-    Left alone, OpenMP and BLAS take every core in every step process, and parallel steps then
-    fight over them; the step's own ``env`` may still set these variables otherwise.
-    """
-    value = str(cpus)
-    return {name: value for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-def _announced(task: StepTask, grace_s: float = 2.0) -> dict[str, Any] | None:
-    """The process an attempt announced (see ``runtime.announce``), waiting ``grace_s`` for a
-    step that was started just before its orchestrator died; None if it never started."""
-    announcement = Path(task.result_path).with_name("attempt.json")
-    deadline = time.monotonic() + grace_s
-    while True:
-        if announcement.exists():
-            return dict(json.loads(announcement.read_text()))
-        if Path(task.result_path).exists():
-            return {"result_path": task.result_path}
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.02)
