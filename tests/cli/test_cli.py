@@ -31,7 +31,7 @@ def test_help_lists_the_commands_with_examples(home: Home) -> None:
 def test_the_golden_path_of_this_issue(home: Home) -> None:
     assert run_cli(home, "init", "--org", "acme").code == 0
     plan = run_cli(home, "infra", "plan")
-    assert plan.code == 2 and "Plan: 15 to create, 0 to update, 0 to delete." in plan.out
+    assert plan.code == 2 and "Plan: 18 to create, 0 to update, 0 to delete." in plan.out
     assert run_cli(home, "infra", "apply", "--yes").code == 0
     again = run_cli(home, "infra", "plan", "--json")
     assert again.code == 0 and json.loads(again.out)["has_changes"] is False

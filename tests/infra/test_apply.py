@@ -24,11 +24,11 @@ def _reload(home: Home) -> Platform:
 
 def test_plan_then_apply_then_nothing_to_do(platform: Platform, admin: Principal) -> None:
     plan = service.plan(platform, admin)
-    assert plan.counts() == {"create": 15, "update": 0, "delete": 0}
+    assert plan.counts() == {"create": 18, "update": 0, "delete": 0}
     kinds = {c.resource.kind for c in plan.changes}
-    assert kinds == {"parameter", "network_policy", "quotas", "bucket"}
+    assert kinds == {"parameter", "network_policy", "quotas", "registry_policy", "bucket"}
     result = _apply(platform, admin)
-    assert len(result.applied) == 15
+    assert len(result.applied) == 18
     assert result.state is not None and result.state.version == 2
     assert not service.plan(platform, admin).has_changes
     assert platform.env("prod").artifacts.exists("models")
@@ -46,7 +46,7 @@ def test_plan_then_apply_then_nothing_to_do(platform: Platform, admin: Principal
 def test_declined_confirmation_changes_nothing(platform: Platform, admin: Principal) -> None:
     with pytest.raises(AbortedError, match="nothing was changed"):
         service.apply(platform, admin, confirm=lambda plan: False)
-    assert service.plan(platform, admin).counts()["create"] == 15
+    assert service.plan(platform, admin).counts()["create"] == 18
     assert service.state_store(platform).version_numbers() == [1]
     assert service.current_lock(platform) is None
 
@@ -154,7 +154,7 @@ def test_destroy_keeps_stores_and_refuses_buckets_with_files(
     _apply(platform, admin, destroy=True, force=True)
     assert not models.exists("models")
     assert platform.env("prod").store.exists() and models.exists()
-    assert service.plan(platform, admin).counts()["create"] == 15
+    assert service.plan(platform, admin).counts()["create"] == 18
 
 
 def test_apply_failure_records_what_was_done(

@@ -100,7 +100,7 @@ def test_kill_during_apply_leaves_consistent_state_and_a_stale_lock(
 
     # The next plan shows what is left: the killed apply did some, not all.
     remaining = service.plan(platform, admin).counts()["create"]
-    assert 0 < remaining < 15
+    assert 0 < remaining < 18
 
     with pytest.raises(NotFoundError, match="not the current lock"):
         service.unlock(platform, admin, "01NOTTHELOCK0000000000000")
@@ -128,9 +128,9 @@ def test_ctrl_c_releases_the_lock_and_records_progress(
     assert service.current_lock(platform) is None
     state = service.state_store(platform).current()
     assert state is not None and state.operation == "apply" and state.outcome == "interrupted"
-    assert 2 <= len(state.changes) < 15
+    assert 2 <= len(state.changes) < 18
     remaining = service.plan(platform, admin).counts()["create"]
-    assert remaining == 15 - len(state.changes)
+    assert remaining == 18 - len(state.changes)
 
 
 def test_sigterm_also_releases_the_lock(platform: Platform, home: Home) -> None:

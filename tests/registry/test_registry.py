@@ -112,6 +112,14 @@ def test_separation_of_duties_and_roles(
         text.replace("allow_self_approval = false", "allow_self_approval = true")
     )
     relaxed = Platform.open(home)
+    with pytest.raises(PermissionDeniedError, match="separation of duties"):  # edited, not applied
+        registry.set_status(relaxed, LEAD, "abalone/1", registry.APPROVED)
+    changes = infra.plan(relaxed, admin).changes
+    assert {c.address for c in changes} == {
+        f"{e}.registry_policy" for e in ("dev", "preprod", "prod")
+    }
+    assert changes[0].diff() == [("allow_self_approval", False, True)]
+    infra.apply(relaxed, admin, confirm=lambda plan: True)
     assert registry.set_status(relaxed, LEAD, "abalone/1", registry.APPROVED).status == "Approved"
 
 

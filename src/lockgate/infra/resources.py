@@ -274,6 +274,7 @@ def handlers() -> dict[str, Handler]:
         "parameter": ParameterHandler(),
         "network_policy": SettingHandler("network_policy"),
         "quotas": SettingHandler("quotas"),
+        "registry_policy": SettingHandler("registry_policy"),
         "bucket": BucketHandler(),
     }
 
@@ -315,6 +316,7 @@ def desired_resources(spec: PlatformSpec, env: Environment, home: str) -> list[R
         out.append(Resource(e, "parameter", name, attrs))
     out.append(Resource(e, "network_policy", None, env.spec.network.model_dump(mode="json")))
     out.append(Resource(e, "quotas", None, env.spec.quotas.model_dump(mode="json")))
+    out.append(Resource(e, "registry_policy", None, spec.registry.model_dump(mode="json")))
     out.extend(Resource(e, "bucket", b, {"url": env.artifacts.path(b)}) for b in env.spec.buckets)
     return out
 

@@ -24,11 +24,11 @@ from lockgate.auth import audit
 from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.config.names import check_name
-from lockgate.config.spec import parse_gate
+from lockgate.config.spec import RegistrySpec, parse_gate
 from lockgate.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from lockgate.ids import isoformat, utcnow
 from lockgate.platform import Environment, Platform
-from lockgate.store import events
+from lockgate.store import events, settings
 from lockgate.store import registry as db
 from lockgate.store.registry import ModelVersion
 
@@ -184,10 +184,21 @@ def get(
     return found
 
 
-def failed_gates(platform: Platform, version: ModelVersion) -> list[str]:
+def policy(env: Environment) -> RegistrySpec:
+    """The approval policy as applied to ``env`` by ``infra apply`` (the strict default before).
+
+    Like roles, the policy in force is the applied one: an edit to platform.toml takes effect
+    through plan and apply, where it is reviewed and audited.
+    """
+    with env.store.transaction() as session:
+        applied = settings.get_setting(session, "registry_policy")
+    return RegistrySpec.model_validate(applied) if applied else RegistrySpec()
+
+
+def failed_gates(rules: RegistrySpec, version: ModelVersion) -> list[str]:
     """The metric gates of ``version``'s group that it does not meet, as readable lines."""
     out = []
-    for metric, gate in platform.spec.registry.gates.get(version.group, {}).items():
+    for metric, gate in rules.gates.get(version.group, {}).items():
         op, bound = parse_gate(gate)
         value = version.metrics.get(metric)
         if not isinstance(value, int | float):
@@ -220,14 +231,16 @@ def set_status(
             if current.status == REJECTED
             else None,
         )
-    if current.registered_by == principal.name and not platform.spec.registry.allow_self_approval:
+    rules = policy(handle)
+    if current.registered_by == principal.name and not rules.allow_self_approval:
         _refuse(handle, principal, action, ref, "separation of duties")
         raise PermissionDeniedError(
             f"{principal} registered {ref} and so may not {'approve' if status == APPROVED else 'reject'} it "
             "(separation of duties).",
-            hint="Ask another lead data scientist, or set [registry] allow_self_approval = true.",
+            hint="Ask another lead data scientist, or set [registry] allow_self_approval = true "
+            "in platform.toml and apply it.",
         )
-    failures = failed_gates(platform, current) if status == APPROVED else []
+    failures = failed_gates(rules, current) if status == APPROVED else []
     if failures and not (override_gate and override_gate.strip()):
         _refuse(handle, principal, action, ref, "metric gate")
         raise ConflictError(
