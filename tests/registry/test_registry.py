@@ -12,6 +12,7 @@ from lockgate.auth.principal import Principal
 from lockgate.config.home import Home
 from lockgate.errors import (
     ConflictError,
+    IntegrityError,
     NotFoundError,
     PermissionDeniedError,
     ValidationError,
@@ -218,3 +219,72 @@ def test_cli(team: Platform, home: Home, model_dir: Path) -> None:
     assert bad.code == ValidationError.exit_code and "--metrics is not JSON" in bad.err
     listed = json.loads(run_cli(home, "events", "list", "--json").out)
     assert [e["type"] for e in listed] == ["ModelVersionRegistered", "ModelCardChanged"]
+
+
+def _approved(team: Platform, model_dir: Path) -> None:
+    registry.register(team, ALICE, model_dir, "abalone", metrics={"mse": 4.2})
+    registry.set_status(team, LEAD, "abalone/1", registry.APPROVED)
+
+
+def test_promotion_copies_verified_bytes_once(
+    team: Platform, admin: Principal, model_dir: Path
+) -> None:
+    _approved(team, model_dir)
+    source = registry.get(team, LEAD, "abalone/1")
+    promoted = registry.promote(team, LEAD, "abalone/1", to="preprod")
+    assert (promoted.ref, promoted.status, promoted.model_digest) == (
+        "abalone/1",
+        "Approved",
+        source.model_digest,
+    )
+    assert promoted.lineage["promoted_from"] == {
+        "environment": "dev",
+        "group": "abalone",
+        "version": 1,
+        "model_digest": source.model_digest,
+        "approved_by": "user:lena",
+    }
+    target = team.env("preprod").artifacts
+    copy = target.get_tree(promoted.model_digest, model_dir.parent / "copy")
+    assert (copy / "model.joblib").read_bytes() == (model_dir / "model.joblib").read_bytes()
+    again = registry.promote(team, LEAD, "abalone/1", to="preprod")
+    assert again.version == promoted.version  # idempotent
+    assert len(registry.versions(team, LEAD, "abalone", env="preprod")) == 1
+    onwards = registry.promote(team, LEAD, "abalone/1", to="prod", source_env="preprod")
+    assert onwards.lineage["promoted_from"]["environment"] == "preprod"
+    with team.env("preprod").store.transaction() as s:
+        assert [e.type for e in events.list_events(s)] == [
+            "ModelVersionRegistered",
+            "ModelVersionPromoted",
+        ]
+
+
+def test_promotion_refusals(team: Platform, admin: Principal, model_dir: Path) -> None:
+    registry.register(team, ALICE, model_dir, "abalone", metrics={"mse": 4.2})
+    with pytest.raises(ConflictError, match="only an approved version is promoted"):
+        registry.promote(team, LEAD, "abalone/1", to="preprod")
+    registry.set_status(team, LEAD, "abalone/1", registry.APPROVED)
+    with pytest.raises(ValidationError, match="not along the environment order"):
+        registry.promote(team, LEAD, "abalone/1", to="prod")
+    with pytest.raises(ValidationError, match="not along the environment order"):
+        registry.promote(team, LEAD, "abalone/1", to="dev")
+    with pytest.raises(NotFoundError, match="environment 'qa' is not declared"):
+        registry.promote(team, LEAD, "abalone/1", to="qa")
+    with pytest.raises(PermissionDeniedError, match="model:approve in preprod"):
+        registry.promote(team, ALICE, "abalone/1", to="preprod")
+    assert registry.groups(team, LEAD, env="preprod") == []  # nothing was copied
+
+
+def test_a_tampered_artifact_is_never_promoted(team: Platform, model_dir: Path) -> None:
+    _approved(team, model_dir)
+    version = registry.get(team, LEAD, "abalone/1")
+    store = team.env("dev").artifacts
+    manifest = json.loads(store.get_bytes(version.model_digest))
+    blob = Path(store._blob_path(manifest[0]["digest"]))
+    blob.write_bytes(b"tampered!")
+    with pytest.raises(IntegrityError, match="cannot be read back intact"):
+        registry.promote(team, LEAD, "abalone/1", to="preprod")
+    assert registry.groups(team, LEAD, env="preprod") == []
+    with team.env("preprod").store.transaction() as s:
+        [denied] = [e for e in audit_events(s) if e.outcome == "denied"]
+    assert denied.action == "model.promote" and denied.details["reason"] == "IntegrityError"

@@ -231,6 +231,35 @@ def card(
         console.print(f"  {key.replace('_', ' ')}: {version.card.get(key) or '(empty)'}")
 
 
+@app.command()
+def promote(
+    ref: RefArg,
+    to: Annotated[str, typer.Option("--to", help="The next environment, e.g. preprod.")],
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", "-e", help="The source environment (default: the first).", show_default=False
+        ),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Copy an approved version into the next environment's registry (digest verified).
+
+    Examples:
+
+      lockgate model promote abalone/3 --to preprod
+
+      lockgate model promote abalone/1 --env preprod --to prod
+    """
+    from lockgate.registry import service
+
+    version = service.promote(open_platform(home), me(), ref, to=to, source_env=env)
+    source = version.lineage["promoted_from"]
+    console.print(
+        f"{source['environment']}:{source['group']}/{source['version']} is {to}:{version.ref} ({version.status}), model {version.model_digest[:19]}."
+    )
+
+
 @events_app.command("list")
 def events_list(
     type_: Annotated[

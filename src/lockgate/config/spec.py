@@ -185,6 +185,8 @@ class RegistrySpec(_Strict):
     """
 
     allow_self_approval: bool = False
+    #: Promotion may jump over environments (dev → prod); by default it follows their order.
+    allow_environment_skip: bool = False
     gates: dict[Name, dict[str, Gate]] = Field(default_factory=dict)
 
 

@@ -25,7 +25,14 @@ from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.config.names import check_name
 from lockgate.config.spec import RegistrySpec, parse_gate
-from lockgate.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from lockgate.errors import (
+    ConflictError,
+    IntegrityError,
+    LockgateError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from lockgate.ids import isoformat, utcnow
 from lockgate.platform import Environment, Platform
 from lockgate.store import events, settings
@@ -345,3 +352,109 @@ def list_events(
     authorize(handle.store, principal, "events:read", env=handle.name, target="events")
     with handle.store.transaction() as session:
         return events.list_events(session, type_=type_, limit=limit)
+
+
+def promote(
+    platform: Platform,
+    principal: Principal,
+    ref: str,
+    *,
+    to: str,
+    source_env: str | None = None,
+) -> ModelVersion:
+    """Copy an approved version into the next environment's registry, as one unit.
+
+    The bytes are read back from the source (every digest verified), stored in the target and
+    must come out under the same digest; the target version records where it came from. Promoting
+    the same version again returns the version made the first time.
+    """
+    import tempfile
+
+    source = _environment(platform, source_env)
+    target = _environment(platform, to)
+    group, number = parse_ref(ref)
+    action_target = f"{source.name}:{ref} -> {target.name}"
+    authorize(target.store, principal, "model:approve", env=target.name, target=action_target)
+    order = platform.env_names
+    step = order.index(target.name) - order.index(source.name)
+    rules = policy(target)
+    if step <= 0 or (step > 1 and not rules.allow_environment_skip):
+        expected = (
+            order[order.index(source.name) + 1]
+            if order.index(source.name) + 1 < len(order)
+            else None
+        )
+        _refuse(target, principal, "model.promote", action_target, "environment order")
+        raise ValidationError(
+            f"{source.name} → {target.name} is not along the environment order ({' → '.join(order)}).",
+            hint=f"Promote to {expected} first." if expected else "This is the last environment.",
+        )
+    version = get(platform, principal, ref, env=source.name)
+    if version.status != APPROVED:
+        _refuse(target, principal, "model.promote", action_target, f"source is {version.status}")
+        raise ConflictError(
+            f"{ref} in {source.name} is {version.status}; only an approved version is promoted.",
+            hint=f"Approve it first: lockgate model approve {ref} --env {source.name}",
+        )
+    provenance = {
+        "environment": source.name,
+        "group": group,
+        "version": number,
+        "model_digest": version.model_digest,
+        "approved_by": version.status_by,
+    }
+    with target.store.transaction() as session:
+        for existing in db.list_versions(session, group):
+            if existing.lineage.get("promoted_from") == provenance:
+                return existing  # promoted before: the same target version
+    with tempfile.TemporaryDirectory(prefix="lockgate-promote-") as scratch:
+        try:
+            copied = source.artifacts.get_tree(version.model_digest, Path(scratch) / "model")
+        except LockgateError as exc:
+            _refuse(target, principal, "model.promote", action_target, type(exc).__name__)
+            raise IntegrityError(
+                f"{ref} in {source.name} cannot be read back intact: {exc.message}",
+                hint="Nothing was copied. Restore the artifact, or register and approve a new version.",
+            ) from exc
+        digest = target.artifacts.put_tree(copied)
+    if digest != version.model_digest:
+        raise IntegrityError(
+            f"the copy of {ref} in {target.name} has digest {digest}, not {version.model_digest}; nothing was registered."
+        )
+    with target.store.transaction() as session:
+        promoted = register_version(
+            session,
+            group=group,
+            model_digest=digest,
+            metrics=version.metrics,
+            lineage={"promoted_from": provenance, "source_lineage": version.lineage},
+            by=principal.name,
+            status=APPROVED,
+            card=version.card,
+        )
+        events.emit(
+            session,
+            "ModelVersionPromoted",
+            promoted.ref,
+            {
+                "from": provenance,
+                "to": {"environment": target.name, "version": promoted.version},
+                "by": principal.name,
+            },
+        )
+        audit.record(
+            session,
+            actor=principal.name,
+            action="model.promote",
+            target=action_target,
+            details={"target_version": promoted.version, "digest": digest},
+        )
+    with source.store.transaction() as session:
+        audit.record(
+            session,
+            actor=principal.name,
+            action="model.promote",
+            target=action_target,
+            details={"target_version": promoted.version},
+        )
+    return promoted
