@@ -11,8 +11,8 @@ Why not ``multiprocessing``'s "forkserver" context: its server is one per interp
 ``set_forkserver_preload`` sets a global list that only counts when that server first starts,
 so two executors with different preload lists would silently share one server (and one
 executor's shutdown could not stop it without breaking the other's running steps). Its children
-are also pickled ``Process`` objects that re-import the parent's ``__main__``. Here each
-executor owns its server.
+are also pickled ``Process`` objects that re-import the parent's ``__main__``, and a
+non-daemonic child keeps the parent from exiting. Here each executor owns its server.
 """
 
 from __future__ import annotations
