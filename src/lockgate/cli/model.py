@@ -18,6 +18,7 @@ from lockgate.cli.common import (
     print_json,
 )
 from lockgate.cli.render import table
+from lockgate.pipelines.expressions import format_values
 
 if TYPE_CHECKING:
     from lockgate.store.registry import ModelVersion
@@ -32,9 +33,7 @@ CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
 
 
 def _metrics(value: dict[str, object]) -> str:
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-    )
+    return format_values(value)
 
 
 def _show(version: ModelVersion) -> None:

@@ -19,6 +19,7 @@ from lockgate.cli.common import (
 )
 from lockgate.cli.progress import continue_execution, detach_execution, drive_here
 from lockgate.cli.render import table
+from lockgate.pipelines.expressions import format_values
 
 if TYPE_CHECKING:
     pass
@@ -315,11 +316,7 @@ def describe(
         output = s["output"]["digest"][:19] if s["output"] else ""
         value = s.get("value")
         shown = (
-            ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in value.items()
-                if not isinstance(v, (dict, list))
-            )
+            format_values({k: v for k, v in value.items() if not isinstance(v, dict | list)})
             if isinstance(value, dict)
             else ""
         )

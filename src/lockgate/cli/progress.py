@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lockgate.cli.common import console, me, print_json
+from lockgate.pipelines.expressions import format_values
 
 if TYPE_CHECKING:
     from lockgate.pipelines.executors.base import Executor
@@ -164,9 +165,7 @@ def _summary(doc: dict[str, Any]) -> None:
                 f"artifact {value['model_digest'][:19]}"
             )
         elif s["output"] and s["output"]["type"] == "Metrics":
-            shown = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-            )
+            shown = format_values(value)
             console.print(f"  {s['name']}: {shown}")
 
 

@@ -50,3 +50,10 @@ def evaluate(expr: dict[str, Any], params: dict[str, Any], output_of: Callable[[
 def show(value: Any) -> str:
     """A value as a condition's explanation shows it (floats to 4 significant digits)."""
     return f"{value:.4g}" if isinstance(value, float) else json.dumps(value, default=str)
+
+
+def format_values(values: dict[str, Any]) -> str:
+    """``k=v, …`` with floats to 4 significant digits (metrics in listings and summaries)."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )

@@ -34,6 +34,7 @@ from lockgate.errors import (
     ValidationError,
 )
 from lockgate.ids import isoformat, utcnow
+from lockgate.pipelines.expressions import format_values
 from lockgate.platform import Environment, Platform
 from lockgate.store import events, settings
 from lockgate.store import registry as db
@@ -69,9 +70,7 @@ def register_version(
         raise ValidationError(f"approval status {status!r} is not one of {', '.join(STATUSES)}.")
     now = isoformat(utcnow())
     db.ensure_group(session, group, now, by)
-    summary = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-    )
+    summary = format_values(metrics)
     version = db.add_version(
         session,
         group_name=group,
