@@ -47,3 +47,18 @@ def run_cli(
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def downgrade_store(url: str, revision: str) -> None:
+    """Take the metadata store at ``url`` back to schema ``revision`` with the real migrations."""
+    from alembic import command
+    from alembic.config import Config
+
+    from lockgate.store.engine import engine_for
+    from lockgate.store.migrate import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine_for(url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

@@ -12,6 +12,8 @@ from lockgate.errors import AbortedError, ConflictError
 from lockgate.infra import service
 from lockgate.platform import Platform
 from lockgate.store import settings
+from lockgate.store.migrate import SCHEMA_HEAD
+from support import downgrade_store
 
 
 def _apply(platform: Platform, admin: Principal, **kwargs) -> service.ApplyResult:  # type: ignore[no-untyped-def]
@@ -181,22 +183,12 @@ def test_an_old_schema_is_upgraded_by_apply(
 
     _apply(platform, admin)
     db = home.root / "envs" / "dev" / "metadata.db"
-    with sqlite3.connect(db) as conn:
-        for table in (
-            "events",
-            "model_versions",
-            "model_groups",
-            "cache_entries",
-            "artifacts",
-            "step_runs",
-            "executions",
-            "pipeline_versions",
-        ):
-            conn.execute(f"DROP TABLE {table}")
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    downgrade_store(f"sqlite:///{db}", "0001")
     with pytest.raises(NotInitialisedError, match="Run `lockgate infra apply`"):
         pipelines.list_pipelines(platform, admin)
     [change] = service.plan(platform, admin).changes
-    assert change.address == "dev.metadata_store" and change.diff() == [("schema", "0001", "0003")]
+    assert change.address == "dev.metadata_store" and change.diff() == [
+        ("schema", "0001", SCHEMA_HEAD)
+    ]
     _apply(platform, admin)
     assert pipelines.list_pipelines(platform, admin) == []

@@ -25,6 +25,7 @@ from lockgate.errors import ConfigError
 from lockgate.store import MetadataStore, iam, params, settings
 from lockgate.store.engine import dispose_all, engine_for
 from lockgate.store.migrate import MIGRATIONS, SCHEMA_HEAD
+from support import downgrade_store
 
 TABLES = {"alembic_version", "audit_events", "parameters", "roles", "role_bindings", "settings"}
 
@@ -61,6 +62,28 @@ def test_upgrade_creates_the_schema(metadata_url: str) -> None:
     assert store.revision() == SCHEMA_HEAD
     with engine_for(metadata_url).connect() as conn:
         assert set(inspect(conn).get_table_names()) >= TABLES
+
+
+def test_the_migrations_build_exactly_the_orm_tables(metadata_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from lockgate.store.tables import Base
+
+    MetadataStore(metadata_url).upgrade()
+    with engine_for(metadata_url).connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_every_migration_downgrades_and_upgrades_again(metadata_url: str) -> None:
+    store = MetadataStore(metadata_url)
+    store.upgrade()
+    downgrade_store(metadata_url, "base")
+    with engine_for(metadata_url).connect() as conn:
+        assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+    store.upgrade()
+    assert store.revision() == SCHEMA_HEAD
 
 
 def test_upgrading_twice_is_a_no_op(metadata_url: str) -> None:

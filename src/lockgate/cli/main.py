@@ -9,7 +9,7 @@ from types import FrameType
 import typer
 
 from lockgate import __version__
-from lockgate.cli import audit, env, infra, lineage, model, param, pipeline
+from lockgate.cli import audit, env, events, infra, lineage, model, param, pipeline
 from lockgate.cli.init_cmd import init
 from lockgate.cli.status import status
 
@@ -30,7 +30,8 @@ app.add_typer(param.app, name="param")
 app.add_typer(audit.app, name="audit")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(model.app, name="model")
-app.add_typer(model.events_app, name="events")
+app.add_typer(events.app, name="events")
+app.add_typer(events.rules_app, name="rules")
 app.command()(lineage.lineage)
 
 

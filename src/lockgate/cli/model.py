@@ -1,4 +1,4 @@
-"""``lockgate model``: the model registry; and ``lockgate events``."""
+"""``lockgate model``: the model registry."""
 
 from __future__ import annotations
 
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from lockgate.store.registry import ModelVersion
 
 app = typer.Typer(help="Model groups, versions, approvals and model cards.", no_args_is_help=True)
-events_app = typer.Typer(
-    help="The event outbox: every state change, in order.", no_args_is_help=True
-)
 
 RefArg = Annotated[str, typer.Argument(help="GROUP/VERSION, e.g. abalone/3.")]
 CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
@@ -256,28 +253,4 @@ def promote(
     source = version.lineage["promoted_from"]
     console.print(
         f"{source['environment']}:{source['group']}/{source['version']} is {to}:{version.ref} ({version.status}), model {version.model_digest[:19]}."
-    )
-
-
-@events_app.command("list")
-def events_list(
-    type_: Annotated[
-        str | None, typer.Option("--type", help="Only this event type.", show_default=False)
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    env: EnvOption = None,
-    home: HomeOption = None,
-    json: JsonOption = False,
-) -> None:
-    """List events, oldest of the selection first."""
-    from lockgate.registry import service
-
-    found = service.list_events(open_platform(home), me(), type_=type_, limit=limit, env=env)
-    if json:
-        print_json([e.to_dict() for e in found])
-        return
-    table(
-        None,
-        ["id", "type", "subject", "at", "payload"],
-        [[e.id, e.type, e.subject, e.created_at, jsonlib.dumps(e.payload)[:60]] for e in found],
     )

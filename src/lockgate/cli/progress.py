@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,28 +28,9 @@ _STYLE = {
 
 
 def detach_execution(platform: Platform, execution_id: str, env: str) -> None:
-    log_dir = platform.home.run_dir / env / "executions" / execution_id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "orchestrator.log", "ab") as log:
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lockgate",
-                "pipeline",
-                "resume",
-                execution_id,
-                "--env",
-                env,
-                "--home",
-                str(platform.home.root),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**os.environ},
-        )
+    from lockgate.pipelines import service
+
+    service.spawn_driver(platform, execution_id, env)
     console.print(
         f"Execution [bold]{execution_id}[/bold] started in the background. Follow it with `lockgate pipeline describe {execution_id}`."
     )

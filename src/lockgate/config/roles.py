@@ -26,7 +26,8 @@ PERMISSIONS: dict[str, str] = {
     "model:read": "list and show model groups, versions and cards",
     "model:write": "register model versions and edit their cards",
     "model:approve": "approve or reject model versions",
-    "events:read": "list the event outbox",
+    "events:read": "list the event outbox, automation rules and their deliveries",
+    "events:write": "redeliver a failed delivery of an event to a rule",
 }
 
 DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {

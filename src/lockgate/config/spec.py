@@ -12,31 +12,14 @@ import re
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from lockgate.backends import artifact_backends, check_url, metadata_backends
-from lockgate.config.names import (
-    NAME_RE,
-    NAME_RULE,
-    PARAM_RULE,
-    PRINCIPAL_RE,
-    PRINCIPAL_RULE,
-    parameter_environment,
-)
+from lockgate.config.fields import Name, PrincipalName, Strict
+from lockgate.config.names import PARAM_RULE, parameter_environment
 from lockgate.config.roles import is_known_pattern
+from lockgate.config.rules import RuleSpec, WebhookAction
 from lockgate.errors import LockgateError
-
-
-def _name(value: str) -> str:
-    if not NAME_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid name: {NAME_RULE}")
-    return value
-
-
-def _principal(value: str) -> str:
-    if not PRINCIPAL_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid principal: {PRINCIPAL_RULE}")
-    return value
 
 
 def _metadata_url(value: str) -> str:
@@ -64,20 +47,14 @@ def fill(text: str, home: str, env: str) -> str:
     return text.replace("{home}", home).replace("{env}", env)
 
 
-Name = Annotated[str, AfterValidator(_name)]
-PrincipalName = Annotated[str, AfterValidator(_principal)]
 Permission = Annotated[str, AfterValidator(_permission)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _loopback_networks() -> list[IPv4Network | IPv6Network]:
     return [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
 
 
-class NetworkPolicy(_Strict):
+class NetworkPolicy(Strict):
     """Where an environment's services listen and who may call them."""
 
     bind_host: IPv4Address | IPv6Address = IPv4Address("127.0.0.1")
@@ -94,14 +71,14 @@ class NetworkPolicy(_Strict):
         return self
 
 
-class Quotas(_Strict):
+class Quotas(Strict):
     """Limits on what an environment may run."""
 
     max_endpoints: int = Field(default=10, ge=0, le=10_000)
     max_instances: int = Field(default=20, ge=0, le=100_000)
 
 
-class EnvironmentSpec(_Strict):
+class EnvironmentSpec(Strict):
     """One isolated environment: its stores, buckets, network policy and quotas."""
 
     metadata_url: Annotated[str, AfterValidator(_metadata_url)] = (
@@ -124,12 +101,12 @@ class EnvironmentSpec(_Strict):
         )
 
 
-class RoleSpec(_Strict):
+class RoleSpec(Strict):
     description: str = ""
     permissions: list[Permission]
 
 
-class BindingSpec(_Strict):
+class BindingSpec(Strict):
     """Grants ``role`` to ``principal`` in each of ``environments``."""
 
     principal: PrincipalName
@@ -137,7 +114,7 @@ class BindingSpec(_Strict):
     environments: list[Name] = Field(min_length=1)
 
 
-class ParameterSpec(_Strict):
+class ParameterSpec(Strict):
     """A parameter managed by ``infra apply``.
 
     A plain parameter has a ``value``. A secure one never has its value in this file: it takes it
@@ -176,7 +153,7 @@ def _gate(value: str) -> str:
 Gate = Annotated[str, AfterValidator(_gate)]
 
 
-class RegistrySpec(_Strict):
+class RegistrySpec(Strict):
     """The approval policy of the model registry.
 
     ``gates`` maps a model group to metric conditions an approval must meet, e.g.
@@ -196,11 +173,11 @@ def parse_gate(value: str) -> tuple[str, float]:
     return match.group(1), float(match.group(2))
 
 
-class PlatformSection(_Strict):
+class PlatformSection(Strict):
     org: Name
 
 
-class PlatformSpec(_Strict):
+class PlatformSpec(Strict):
     """The whole of ``platform.toml``."""
 
     platform: PlatformSection
@@ -209,6 +186,7 @@ class PlatformSpec(_Strict):
     bindings: list[BindingSpec] = Field(default_factory=list)
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    rules: dict[Name, RuleSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -234,6 +212,8 @@ class PlatformSpec(_Strict):
                 raise ValueError(
                     f"parameters: {name!r} belongs to environment {env!r}, which is not declared"
                 )
+        for name, rule in self.rules.items():
+            self._check_rule(name, rule)
         ranges = sorted((e.network.port_range, n) for n, e in self.environments.items())
         for (a, a_name), (b, b_name) in itertools.pairwise(ranges):
             if b[0] <= a[1]:
@@ -242,6 +222,34 @@ class PlatformSpec(_Strict):
                     "give each environment its own range"
                 )
         return self
+
+    def _check_rule(self, name: str, rule: RuleSpec) -> None:
+        for env in rule.environments:
+            if env not in self.environments:
+                raise ValueError(
+                    f"rules.{name} names environment {env!r}, which is not declared "
+                    f"(declared: {', '.join(self.environments)})"
+                )
+        if isinstance(rule.action, WebhookAction):
+            for env in self.rule_environments(rule):
+                secret = rule.action.secret_parameter.replace("{env}", env)
+                try:
+                    owner = parameter_environment(secret)
+                except LockgateError as exc:
+                    raise ValueError(
+                        f"rules.{name}: secret_parameter {secret!r} is not a valid parameter name: {PARAM_RULE}"
+                    ) from exc
+                if owner != env:
+                    raise ValueError(
+                        f"rules.{name}: in {env!r} the secret_parameter {secret!r} belongs to {owner!r}; "
+                        "use '/lockgate/{env}/…' so each environment has its own secret"
+                    )
+
+    def rule_environments(self, rule: RuleSpec) -> list[str]:
+        return list(rule.environments) or list(self.environments)
+
+    def rules_in(self, env: str) -> dict[str, RuleSpec]:
+        return {n: r for n, r in self.rules.items() if env in self.rule_environments(r)}
 
     def environment(self, name: str, home: str) -> EnvironmentSpec:
         """Environment ``name`` with its URLs resolved against ``home``."""

@@ -23,7 +23,7 @@ from lockgate.config.spec import PlatformSpec, fill
 from lockgate.errors import ConflictError, ValidationError
 from lockgate.ids import isoformat, utcnow
 from lockgate.platform import Environment
-from lockgate.store import iam, params, settings
+from lockgate.store import automation, iam, params, settings
 
 
 @dataclass(frozen=True)
@@ -263,6 +263,27 @@ class SettingHandler(Handler):
         settings.delete_setting(session, self.key)
 
 
+class RuleHandler(Handler):
+    """An automation rule, as the event worker reads it from the store."""
+
+    def observe(
+        self, env: Environment, name: str | None, session: Session | None
+    ) -> dict[str, Any] | None:
+        assert session is not None and name is not None
+        rule = automation.get_rule(session, name)
+        return None if rule is None else rule.spec
+
+    def put(self, env: Environment, res: Resource, session: Session | None, actor: str) -> None:
+        assert session is not None and res.name is not None
+        automation.put_rule(session, res.name, res.attrs, actor)
+
+    def delete(
+        self, env: Environment, name: str | None, session: Session | None, force: bool
+    ) -> None:
+        assert session is not None and name is not None
+        automation.delete_rule(session, name)
+
+
 def handlers() -> dict[str, Handler]:
     """Every kind, in the order changes are applied (deletions run in reverse)."""
     return {
@@ -276,6 +297,7 @@ def handlers() -> dict[str, Handler]:
         "quotas": SettingHandler("quotas"),
         "registry_policy": SettingHandler("registry_policy"),
         "bucket": BucketHandler(),
+        "rule": RuleHandler(),
     }
 
 
@@ -318,6 +340,9 @@ def desired_resources(spec: PlatformSpec, env: Environment, home: str) -> list[R
     out.append(Resource(e, "quotas", None, env.spec.quotas.model_dump(mode="json")))
     out.append(Resource(e, "registry_policy", None, spec.registry.model_dump(mode="json")))
     out.extend(Resource(e, "bucket", b, {"url": env.artifacts.path(b)}) for b in env.spec.buckets)
+    for rule_name, rule in spec.rules_in(e).items():
+        attrs = rule.model_dump(mode="json", exclude={"environments"})
+        out.append(Resource(e, "rule", rule_name, attrs))
     return out
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,12 +180,21 @@ def start(
     parameters: dict[str, str],
     *,
     env: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Execution:
-    """Create a pending execution of ``NAME[@VERSION]`` with ``parameters`` (validated)."""
+    """Create a pending execution of ``NAME[@VERSION]`` with ``parameters`` (validated).
+
+    With an ``idempotency_key`` a second call returns the execution the first one created.
+    """
     version = get_version(platform, principal, ref, env=env)
     handle = environment(platform, env)
     _check(handle, principal, "pipeline:run", version.pipeline)
     values = _parameters(version.definition, parameters)
+    if idempotency_key is not None:
+        with handle.store.transaction() as s:
+            earlier = db.execution_by_key(s, idempotency_key)
+        if earlier is not None:
+            return earlier
     execution = Execution(
         new_id(),
         version.pipeline,
@@ -200,7 +211,9 @@ def start(
         None,
     )
     with handle.store.transaction() as s:
-        db.add_execution(s, execution, compiler.topological_order(version.definition))
+        db.add_execution(
+            s, execution, compiler.topological_order(version.definition), idempotency_key
+        )
         audit.record(
             s,
             actor=principal.name,
@@ -209,6 +222,43 @@ def start(
             details={"pipeline": f"{version.pipeline}@{version.version}"},
         )
     return execution
+
+
+#: Drivers started by this process and maybe still running (kept so they can be reaped).
+_drivers: list[subprocess.Popen[bytes]] = []
+
+
+def spawn_driver(platform: Platform, execution_id: str, env: str) -> Path:
+    """Drive ``execution_id`` in a background process (``lockgate pipeline resume``).
+
+    Returns its log file. Its lease keeps two drivers of one execution from both running it.
+    """
+    log_dir = platform.home.run_dir / env / "executions" / execution_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "orchestrator.log"
+    # A long-lived caller (the event worker) spawns many: reap those that ended.
+    _drivers[:] = [p for p in _drivers if p.poll() is None]
+    with open(log_path, "ab") as log:
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lockgate",
+                "pipeline",
+                "resume",
+                execution_id,
+                "--env",
+                env,
+                "--home",
+                str(platform.home.root),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    _drivers.append(driver)
+    return log_path
 
 
 def new_executor(parallel: int | None = None) -> Executor:

@@ -339,18 +339,13 @@ def edit_card(
     return get(platform, principal, ref, env=env)
 
 
-def list_events(
-    platform: Platform,
-    principal: Principal,
-    *,
-    type_: str | None = None,
-    limit: int = 50,
-    env: str | None = None,
-) -> list[events.Event]:
-    handle = _environment(platform, env)
-    authorize(handle.store, principal, "events:read", env=handle.name, target="events")
-    with handle.store.transaction() as session:
-        return events.list_events(session, type_=type_, limit=limit)
+def _promoted_before(
+    session: Session, group: str, provenance: dict[str, Any]
+) -> ModelVersion | None:
+    for existing in db.list_versions(session, group):
+        if existing.lineage.get("promoted_from") == provenance:
+            return existing
+    return None
 
 
 def promote(
@@ -403,9 +398,9 @@ def promote(
         "approved_by": version.status_by,
     }
     with target.store.transaction() as session:
-        for existing in db.list_versions(session, group):
-            if existing.lineage.get("promoted_from") == provenance:
-                return existing  # promoted before: the same target version
+        existing = _promoted_before(session, group, provenance)
+    if existing is not None:
+        return existing
     with tempfile.TemporaryDirectory(prefix="lockgate-promote-") as scratch:
         try:
             copied = source.artifacts.get_tree(version.model_digest, Path(scratch) / "model")
@@ -421,6 +416,12 @@ def promote(
             f"the copy of {ref} in {target.name} has digest {digest}, not {version.model_digest}; nothing was registered."
         )
     with target.store.transaction() as session:
+        # Checked again under the write lock: a concurrent promotion of the same version may
+        # have registered it since (SQLite serialises writers; on PostgreSQL the loser of a race
+        # on the version number fails and the caller's retry lands here).
+        existing = _promoted_before(session, group, provenance)
+        if existing is not None:
+            return existing
         promoted = register_version(
             session,
             group=group,
@@ -436,8 +437,9 @@ def promote(
             "ModelVersionPromoted",
             promoted.ref,
             {
+                "group": group,
+                "version": promoted.version,
                 "from": provenance,
-                "to": {"environment": target.name, "version": promoted.version},
                 "by": principal.name,
             },
         )

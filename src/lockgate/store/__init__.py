@@ -60,3 +60,18 @@ class MetadataStore:
 
         with Session(engine_for(self.url), expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading only: on SQLite it takes no write lock (a deferred BEGIN).
+
+        For frequent checks (a worker polling for work); anything that writes uses
+        :meth:`transaction`.
+        """
+        from sqlalchemy.orm import Session
+
+        from lockgate.store.engine import engine_for
+
+        engine = engine_for(self.url).execution_options(lockgate_read_only=True)
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session

@@ -72,7 +72,9 @@ def build_sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader (MetadataStore.read) takes no write lock, so polling never blocks writers.
+        reader = connection.get_execution_options().get("lockgate_read_only", False)
+        connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
     return engine
 

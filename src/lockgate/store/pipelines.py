@@ -178,9 +178,15 @@ def list_pipelines(session: Session) -> list[tuple[str, int, str, int]]:
 # ---------------------------------------------------------------- executions
 
 
-def add_execution(session: Session, execution: Execution, steps: list[str]) -> None:
+def add_execution(
+    session: Session,
+    execution: Execution,
+    steps: list[str],
+    idempotency_key: str | None = None,
+) -> None:
     session.add(
         ExecutionRow(
+            idempotency_key=idempotency_key,
             id=execution.id,
             pipeline=execution.pipeline,
             version=execution.version,
@@ -194,6 +200,13 @@ def add_execution(session: Session, execution: Execution, steps: list[str]) -> N
     )
     for name in steps:
         session.add(StepRunRow(execution_id=execution.id, step=name, status="pending", attempt=0))
+
+
+def execution_by_key(session: Session, idempotency_key: str) -> Execution | None:
+    row = session.scalar(
+        select(ExecutionRow).where(ExecutionRow.idempotency_key == idempotency_key)
+    )
+    return None if row is None else _execution(row)
 
 
 def get_execution(session: Session, execution_id: str) -> Execution | None:

@@ -6,7 +6,7 @@ The schema changes only through the Alembic migrations in ``migrations/``.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, Integer, String, Text
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -86,6 +86,7 @@ class ExecutionRow(Base):
     """A pipeline execution; claimed by one orchestrator at a time through its lease."""
 
     __tablename__ = "executions"
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_executions_idempotency_key"),)
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(40), index=True)
@@ -100,6 +101,8 @@ class ExecutionRow(Base):
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Set by automation: a redelivered "start pipeline" finds the execution it started.
+    idempotency_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class StepRunRow(Base):
@@ -140,6 +143,7 @@ class ArtifactRow(Base):
 
 class CacheEntryRow(Base):
     __tablename__ = "cache_entries"
+    __table_args__ = (Index("ix_cache_entries_pipeline_step", "pipeline", "step"),)
 
     cache_key: Mapped[str] = mapped_column(String(80), primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(40))
@@ -192,4 +196,43 @@ class EventRow(Base):
     subject: Mapped[str] = mapped_column(String(200))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[str] = mapped_column(String(32))
-    delivered_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: When the worker matched it against the rules and wrote its deliveries.
+    dispatched_at: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+
+
+class RuleRow(Base):
+    """An automation rule as applied by ``infra apply`` (its spec as JSON)."""
+
+    __tablename__ = "rules"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    applied_at: Mapped[str] = mapped_column(String(32))
+    applied_by: Mapped[str] = mapped_column(String(200))
+
+
+class DeliveryRow(Base):
+    """One event handed to one rule's action; claimed by a worker with a lease."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "rule", name="uq_deliveries_event_rule"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(26), index=True)
+    rule: Mapped[str] = mapped_column(String(40), index=True)
+    #: The rule as it was when the event was dispatched (a later edit changes later events only).
+    rule_spec: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    claim_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    history: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -87,7 +87,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_cache_entries_pipeline_step", "cache_entries")
     for table in (
-        "model_registrations",
         "cache_entries",
         "artifacts",
         "step_runs",

@@ -1,0 +1,1 @@
+"""Automation: rules that turn events into actions, and the worker that delivers them."""
