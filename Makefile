@@ -37,6 +37,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_pipelines.py
 	$(BIN)/python bench/bench_executor.py
 	$(BIN)/python bench/bench_registry.py
+	$(BIN)/python bench/bench_automation.py
 
 demo-clean:
 	rm -rf $(DEMO_HOME)

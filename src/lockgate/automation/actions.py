@@ -9,6 +9,7 @@ idempotent by itself (the execution is keyed by the delivery id).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ from lockgate.store.automation import Delivery, Outcome
 from lockgate.store.events import Event
 
 if TYPE_CHECKING:
+    import httpx
+
     from lockgate.platform import Environment, Platform
 
 #: Characters of a response or of a command's output kept in the delivery's result.
@@ -93,7 +96,7 @@ def _webhook(
     }
     url = render(action["url"], values)
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=action["timeout_s"])
+        response = _client().post(url, content=body, headers=headers, timeout=action["timeout_s"])
     except httpx.HTTPError as exc:
         return Outcome(False, {"url": url}, f"POST {url} failed: {exc}")
     result = {"url": url, "http_status": response.status_code, "response": _tail(response.text)}
@@ -101,6 +104,14 @@ def _webhook(
         return Outcome(True, result)
     retryable = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS
     return Outcome(False, result, f"POST {url} answered {response.status_code}", retryable)
+
+
+@functools.cache
+def _client() -> httpx.Client:
+    """One client per process: building one (its TLS context) costs tens of milliseconds."""
+    import httpx
+
+    return httpx.Client(follow_redirects=False)
 
 
 def _secret(env: Environment, name: str) -> str:
