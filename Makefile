@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_HOME := $(CURDIR)/.demo-home
+LG := LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench clean demo-clean
@@ -16,13 +17,25 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate init --org demo
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate infra apply --yes
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate status
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline upsert examples/abalone/pipeline.py
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate pipeline run abalone
-	LOCKGATE_HOME=$(DEMO_HOME) $(BIN)/lockgate model list abalone
+# The golden path on a fresh demo home: bootstrap dev/preprod/prod, train and register abalone in
+# dev, approve it (an automation rule announces the approval), promote model and pipeline to
+# preprod. In a one-person demo the same user registers and approves, so the demo home allows
+# self-approval; a real platform keeps the default (separation of duties).
+demo: $(VENV)/.installed demo-clean
+	$(LG) init --org demo
+	sed -i 's/^allow_self_approval = false .*/allow_self_approval = true   # demo only: one person plays both roles/' $(DEMO_HOME)/platform.toml
+	cat examples/abalone/demo-rules.toml >> $(DEMO_HOME)/platform.toml
+	$(LG) infra apply --yes
+	$(LG) status
+	$(LG) pipeline upsert examples/abalone/pipeline.py
+	$(LG) pipeline run abalone
+	$(LG) model list abalone
+	$(LG) model approve abalone/1 --comment "MSE within the gate; demo approval"
+	$(LG) events worker --once
+	cat $(DEMO_HOME)/approvals.log
+	$(LG) model promote abalone/1 --to preprod
+	$(LG) pipeline promote abalone@1 --to preprod
+	$(LG) model list abalone --env preprod
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

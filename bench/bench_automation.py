@@ -46,7 +46,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 at = time.perf_counter()
                 subject = json.loads(body)["event"]["subject"]
@@ -130,12 +130,16 @@ action = {{ kind = "webhook", url = "{receiver.url}", secret_parameter = "/lockg
         median = statistics.median(latencies)
         p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))]
         floor = statistics.median(direct)
-        print(f"automation, approval → signed webhook, {len(latencies)} approvals, worker polling every 50 ms:")
+        print(
+            f"automation, approval → signed webhook, {len(latencies)} approvals, worker polling every 50 ms:"
+        )
         print(
             f"  approval committed → receiver   median {median:7.1f} ms   p95 {p95:7.1f} ms   "
             f"target < {TARGET_MS:.0f} ms: {'met' if median < TARGET_MS else 'NOT met'}"
         )
-        print(f"  direct signed POST (floor)      median {floor:7.2f} ms   ratio {median / floor:6.1f}×")
+        print(
+            f"  direct signed POST (floor)      median {floor:7.2f} ms   ratio {median / floor:6.1f}×"
+        )
     finally:
         if worker is not None:
             os.killpg(worker.pid, signal.SIGTERM)

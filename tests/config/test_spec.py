@@ -21,6 +21,16 @@ def test_default_platform_file_is_valid_and_ordered() -> None:
     assert str(dev.network.bind_host) == "127.0.0.1"
 
 
+def test_the_commented_rule_example_is_valid_once_uncommented() -> None:
+    lines = GOOD.splitlines()
+    start = lines.index("# [rules.notify-approvals]")
+    example = [line.removeprefix("# ") for line in lines[start:] if line.startswith("# ")]
+    spec = parse_spec(GOOD + "\n" + "\n".join(example) + "\n", "platform.toml")
+    rule = spec.rules["notify-approvals"]
+    assert rule.event == "ModelVersionApprovalChanged" and rule.action.kind == "webhook"
+    assert list(spec.rules_in("dev")) == ["notify-approvals"] and spec.rules_in("prod") == {}
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [

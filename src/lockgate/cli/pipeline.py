@@ -104,6 +104,7 @@ def show(
                 "created_at": v.created_at,
                 "created_by": v.created_by,
                 "snapshot": v.snapshot_digest,
+                "promoted_from": v.promoted_from,
                 "definition": v.definition,
             }
         )
@@ -111,6 +112,11 @@ def show(
     console.print(
         f"[bold]{v.pipeline}@{v.version}[/bold] by {v.created_by} at {v.created_at}; code {v.snapshot_digest}"
     )
+    if v.promoted_from:
+        origin = v.promoted_from
+        console.print(
+            f"promoted from {origin['environment']}:{origin['pipeline']}@{origin['version']}"
+        )
     params = v.definition["parameters"]
     table(
         "parameters",
@@ -140,6 +146,39 @@ def diff(
 
     text = service.diff(open_platform(home), me(), a, b, env=env)
     sys.stdout.write(text or "The two versions are identical.\n")
+
+
+@app.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (default: the latest).")],
+    to: Annotated[str, typer.Option("--to", help="The next environment, e.g. preprod.")],
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", "-e", help="The source environment (default: the first).", show_default=False
+        ),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Copy a pipeline version and its code snapshot into the next environment (digest verified).
+
+    In the target it runs on that environment's data. Promoting the same version again gives the
+    same target version.
+
+    Examples:
+
+      lockgate pipeline promote abalone@3 --to preprod
+
+      lockgate pipeline promote abalone@1 --env preprod --to prod
+    """
+    from lockgate.pipelines.promotion import promote as promote_pipeline
+
+    version = promote_pipeline(open_platform(home), me(), ref, to=to, source_env=env)
+    origin = version.promoted_from or {}
+    console.print(
+        f"{origin.get('environment')}:{origin.get('pipeline')}@{origin.get('version')} is "
+        f"{to}:{version.pipeline}@{version.version}, code {version.snapshot_digest[:19]}."
+    )
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ PERMISSIONS: dict[str, str] = {
     "pipeline:read": "list and show pipelines, executions, logs and lineage",
     "pipeline:write": "upsert pipeline definitions",
     "pipeline:run": "run, retry, stop and resume executions",
+    "pipeline:promote": "promote a pipeline version into this environment",
     "model:read": "list and show model groups, versions and cards",
     "model:write": "register model versions and edit their cards",
     "model:approve": "approve or reject model versions",

@@ -66,6 +66,19 @@ allow_self_approval = false   # whoever registered a version may not approve it
 # Metric gates per model group: an approval that fails one needs --override-gate "reason".
 # [registry.gates.abalone]
 # mse = "<= 6.0"
+
+# Automation rules: when an event matches, run an action. `lockgate events worker` delivers
+# them (at least once, retried with backoff); `lockgate rules list` shows them once applied.
+# Events: ModelVersionRegistered, ModelVersionApprovalChanged, ModelCardChanged,
+# ModelVersionPromoted, PipelinePromoted. Actions: webhook (HMAC-signed), command, pipeline.
+# [rules.notify-approvals]
+# event = "ModelVersionApprovalChanged"
+# environments = ["{first}"]
+# match = {{ group = "abalone", to = "Approved" }}
+# [rules.notify-approvals.action]
+# kind = "webhook"
+# url = "https://hooks.example.com/lockgate"
+# secret_parameter = "/lockgate/{{env}}/webhook-secret"   # set it: lockgate param put … --secure
 """
 
 _PARAMETER = """
@@ -96,5 +109,5 @@ def render_platform_toml(org: str, environments: list[str], admin: str) -> str:
     for env in environments:
         url = f"file://{{home}}/envs/{env}/artifacts/data"
         parts.append(_PARAMETER.format(env=env, url=url))
-    parts.append(_REGISTRY)
+    parts.append(_REGISTRY.format(first=environments[0]))
     return "".join(parts)

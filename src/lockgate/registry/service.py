@@ -25,6 +25,7 @@ from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.config.names import check_name
 from lockgate.config.spec import RegistrySpec, parse_gate
+from lockgate.environments.promotion import check_path
 from lockgate.errors import (
     ConflictError,
     IntegrityError,
@@ -369,20 +370,16 @@ def promote(
     group, number = parse_ref(ref)
     action_target = f"{source.name}:{ref} -> {target.name}"
     authorize(target.store, principal, "model:approve", env=target.name, target=action_target)
-    order = platform.env_names
-    step = order.index(target.name) - order.index(source.name)
-    rules = policy(target)
-    if step <= 0 or (step > 1 and not rules.allow_environment_skip):
-        expected = (
-            order[order.index(source.name) + 1]
-            if order.index(source.name) + 1 < len(order)
-            else None
+    try:
+        check_path(
+            platform.env_names,
+            source.name,
+            target.name,
+            allow_skip=policy(target).allow_environment_skip,
         )
+    except ValidationError:
         _refuse(target, principal, "model.promote", action_target, "environment order")
-        raise ValidationError(
-            f"{source.name} → {target.name} is not along the environment order ({' → '.join(order)}).",
-            hint=f"Promote to {expected} first." if expected else "This is the last environment.",
-        )
+        raise
     version = get(platform, principal, ref, env=source.name)
     if version.status != APPROVED:
         _refuse(target, principal, "model.promote", action_target, f"source is {version.status}")

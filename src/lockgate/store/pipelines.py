@@ -29,6 +29,7 @@ class PipelineVersion:
     snapshot_digest: str
     created_at: str
     created_by: str
+    promoted_from: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def _version(row: PipelineVersionRow) -> PipelineVersion:
         row.snapshot_digest,
         row.created_at,
         row.created_by,
+        None if row.promoted_from is None else json.loads(row.promoted_from),
     )
 
 
@@ -145,8 +147,16 @@ def add_version(session: Session, version: PipelineVersion) -> None:
             snapshot_digest=version.snapshot_digest,
             created_at=version.created_at,
             created_by=version.created_by,
+            promoted_from=None
+            if version.promoted_from is None
+            else json.dumps(version.promoted_from, sort_keys=True),
         )
     )
+
+
+def list_versions(session: Session, pipeline: str) -> list[PipelineVersion]:
+    query = select(PipelineVersionRow).where(PipelineVersionRow.pipeline == pipeline)
+    return [_version(r) for r in session.scalars(query.order_by(PipelineVersionRow.version))]
 
 
 def list_pipelines(session: Session) -> list[tuple[str, int, str, int]]:

@@ -80,6 +80,8 @@ class PipelineVersionRow(Base):
     snapshot_digest: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[str] = mapped_column(String(200))
+    #: Where a promoted version came from (environment, version, digests), as JSON.
+    promoted_from: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ExecutionRow(Base):

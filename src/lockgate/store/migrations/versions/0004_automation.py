@@ -1,4 +1,5 @@
-"""Automation: applied rules, per-rule deliveries of events, idempotent pipeline starts.
+"""Automation: applied rules, per-rule deliveries of events, idempotent pipeline starts; the
+provenance of promoted pipeline versions.
 
 An event is *dispatched* when the worker has matched it against the rules and written one
 delivery per matching rule, all in one transaction. Deliveries are then claimed with a lease.
@@ -22,6 +23,8 @@ def upgrade() -> None:
     with op.batch_alter_table("events") as batch:
         batch.alter_column("delivered_at", new_column_name="dispatched_at")
     op.create_index("ix_events_dispatched_at", "events", ["dispatched_at"])
+    with op.batch_alter_table("pipeline_versions") as batch:
+        batch.add_column(sa.Column("promoted_from", sa.Text(), nullable=True))
     with op.batch_alter_table("executions") as batch:
         batch.add_column(sa.Column("idempotency_key", sa.String(80), nullable=True))
         batch.create_unique_constraint("uq_executions_idempotency_key", ["idempotency_key"])
@@ -64,3 +67,5 @@ def downgrade() -> None:
     op.drop_index("ix_events_dispatched_at", "events")
     with op.batch_alter_table("events") as batch:
         batch.alter_column("dispatched_at", new_column_name="delivered_at")
+    with op.batch_alter_table("pipeline_versions") as batch:
+        batch.drop_column("promoted_from")
