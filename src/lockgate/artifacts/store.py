@@ -139,6 +139,17 @@ class ArtifactStore:
             self._read_blob_to(entry["digest"], entry["size"], target)
         return dest
 
+    def tree_paths(self, digest: str) -> list[str]:
+        """The relative paths of the files in tree ``digest`` (its manifest, verified)."""
+        return [str(entry["path"]) for entry in self._manifest(digest)]
+
+    def tree_file(self, digest: str, path: str) -> bytes | None:
+        """One file of tree ``digest``, verified; None when the tree has no such file."""
+        for entry in self._manifest(digest):
+            if entry["path"] == path:
+                return self.get_bytes(entry["digest"])
+        return None
+
     def has_tree(self, digest: str) -> bool:
         """Whether the tree's manifest and every blob it names are present (without reading
         the files: a cheap check, as before reusing a cached output; loads still verify)."""

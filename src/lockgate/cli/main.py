@@ -9,13 +9,24 @@ from types import FrameType
 import typer
 
 from lockgate import __version__
-from lockgate.cli import audit, env, events, infra, lineage, model, param, pipeline
+from lockgate.cli import (
+    audit,
+    daemon,
+    endpoint,
+    env,
+    events,
+    infra,
+    lineage,
+    model,
+    param,
+    pipeline,
+)
 from lockgate.cli.init_cmd import init
 from lockgate.cli.status import status
 
 app = typer.Typer(
     name="lockgate",
-    help="Lockgate: a self-hosted, secure MLOps platform. Environments as code, with more to come.",
+    help="Lockgate: a self-hosted, secure MLOps platform: environments as code, pipelines, a model registry with approvals, and model serving.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -33,6 +44,9 @@ app.add_typer(model.app, name="model")
 app.add_typer(events.app, name="events")
 app.add_typer(events.rules_app, name="rules")
 app.command()(lineage.lineage)
+app.add_typer(endpoint.app, name="endpoint")
+app.command()(daemon.up)
+app.command()(daemon.down)
 
 
 def _version(value: bool) -> None:

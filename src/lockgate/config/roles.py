@@ -27,6 +27,9 @@ PERMISSIONS: dict[str, str] = {
     "model:read": "list and show model groups, versions and cards",
     "model:write": "register model versions and edit their cards",
     "model:approve": "approve or reject model versions",
+    "endpoint:read": "list and show endpoints and their logs",
+    "endpoint:write": "create, update and delete endpoints",
+    "endpoint:invoke": "send requests to endpoints",
     "events:read": "list the event outbox, automation rules and their deliveries",
     "events:write": "redeliver a failed delivery of an event to a rule",
 }
@@ -35,7 +38,16 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
     "platform-admin": ("Manages the platform: infrastructure, parameters, audit.", ["*"]),
     "lead-data-scientist": (
         "A data scientist who may also approve models, read secure parameters and verify the audit log.",
-        ["env:read", "infra:plan", "param:*", "audit:*", "pipeline:*", "model:*", "events:read"],
+        [
+            "env:read",
+            "infra:plan",
+            "param:*",
+            "audit:*",
+            "pipeline:*",
+            "model:*",
+            "endpoint:*",
+            "events:read",
+        ],
     ),
     "data-scientist": (
         "Builds and trains models; bind it in dev, and 'viewer' in preprod and prod.",
@@ -48,16 +60,34 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
             "pipeline:*",
             "model:read",
             "model:write",
+            "endpoint:*",
             "events:read",
         ],
     ),
     "viewer": (
         "Read-only access.",
-        ["env:read", "param:read", "audit:read", "pipeline:read", "model:read", "events:read"],
+        [
+            "env:read",
+            "param:read",
+            "audit:read",
+            "pipeline:read",
+            "model:read",
+            "endpoint:read",
+            "events:read",
+        ],
     ),
     "ci": (
         "A CI service principal (scoped per project in a later release).",
-        ["env:read", "param:read", "pipeline:read", "pipeline:run", "model:read"],
+        [
+            "env:read",
+            "param:read",
+            "pipeline:read",
+            "pipeline:run",
+            "model:read",
+            "endpoint:read",
+            "endpoint:write",
+            "endpoint:invoke",
+        ],
     ),
 }
 

@@ -177,6 +177,14 @@ class PlatformSection(Strict):
     org: Name
 
 
+class DaemonSpec(Strict):
+    """Where ``lockgate up`` listens for the control-plane API (the gateways use each
+    environment's network policy)."""
+
+    bind_host: IPv4Address | IPv6Address = IPv4Address("127.0.0.1")
+    port: int = Field(default=19700, ge=1024, le=65535)
+
+
 class PlatformSpec(Strict):
     """The whole of ``platform.toml``."""
 
@@ -187,6 +195,7 @@ class PlatformSpec(Strict):
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     rules: dict[Name, RuleSpec] = Field(default_factory=dict)
+    daemon: DaemonSpec = Field(default_factory=DaemonSpec)
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -214,6 +223,13 @@ class PlatformSpec(Strict):
                 )
         for name, rule in self.rules.items():
             self._check_rule(name, rule)
+        for env_name, env_spec in self.environments.items():
+            low, high = env_spec.network.port_range
+            if low <= self.daemon.port <= high:
+                raise ValueError(
+                    f"the daemon's port {self.daemon.port} is inside the port range of {env_name!r} "
+                    f"[{low}, {high}]; move one of them"
+                )
         ranges = sorted((e.network.port_range, n) for n, e in self.environments.items())
         for (a, a_name), (b, b_name) in itertools.pairwise(ranges):
             if b[0] <= a[1]:

@@ -87,8 +87,11 @@ class Model(_Folder):
     def save(self, estimator: Any, name: str = "model.joblib") -> Path:
         import joblib
 
+        from lockgate.serving.package import sklearn_manifest, write_manifest
+
         target = self.file(name)
         joblib.dump(estimator, target)
+        write_manifest(self.path, sklearn_manifest(estimator, name))
         return target
 
     def load(self, name: str = "model.joblib") -> Any:

@@ -238,3 +238,25 @@ class DeliveryRow(Base):
     history: Mapped[str] = mapped_column(Text)
     created_at: Mapped[str] = mapped_column(String(32))
     finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class EndpointRow(Base):
+    """A real-time endpoint: what should serve (model, instances, generation) and what does."""
+
+    __tablename__ = "endpoints"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(60))
+    model_digest: Mapped[str] = mapped_column(String(80))
+    instances: Mapped[int] = mapped_column(Integer)
+    config: Mapped[str] = mapped_column(Text)
+    #: Bumped by every update; the controller rolls the fleet when it differs from what serves.
+    generation: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: What the controller reports (serving generation, model, instances), as JSON.
+    serving: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[str] = mapped_column(String(32))
+    updated_by: Mapped[str] = mapped_column(String(200))

@@ -1,0 +1,121 @@
+"""``lockgate up`` and ``lockgate down``: the daemon of this platform home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from lockgate.cli.common import HomeOption, console, open_platform
+
+#: Seconds `up --detach` waits for the daemon to answer, and `down` for it to stop.
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 90.0
+
+
+def _print_ready(info: dict[str, Any]) -> None:
+    console.print(
+        f"Lockgate daemon running (pid {info['pid']}): API {info['api_url']} (docs at /docs)"
+    )
+    for env, url in info["gateways"].items():
+        console.print(f"  {env} gateway: {url}/endpoints/NAME/invocations")
+
+
+def up(
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", "-d", help="Run in the background; logs go to run/daemon.log."),
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Start the daemon: the API, a gateway per environment, the endpoint controller and the
+    event worker. Endpoints recorded in the stores start serving again.
+
+    Examples:
+
+      lockgate up            # in the foreground; Ctrl-C stops it (endpoints drain)
+
+      lockgate up --detach   # in the background; `lockgate down` stops it
+    """
+    import logging
+
+    from lockgate.server import daemon
+
+    platform = open_platform(home)
+    if detach:
+        _detach(platform)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    daemon.serve(platform, on_ready=_print_ready)
+    console.print("Lockgate daemon stopped.")
+
+
+def _detach(platform: Any) -> None:
+    from lockgate.errors import ConfigError, ConflictError
+    from lockgate.server import daemon
+
+    home = platform.home
+    already = daemon.running(home)
+    if already:
+        raise ConflictError(
+            f"a daemon already runs for {home.root} (pid {already.get('pid')}).",
+            hint="Stop it with `lockgate down`.",
+        )
+    home.run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = home.run_dir / daemon.LOG_FILE
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lockgate", "up", "--home", str(home.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = daemon.running(home)
+        if info and info.get("pid") == process.pid:
+            _print_ready(info)
+            console.print(f"Logs: {log_path}. Stop it with `lockgate down`.")
+            return
+        if process.poll() is not None:
+            from lockgate.serving.fleet import log_tail
+
+            raise ConfigError(
+                f"the daemon exited with status {process.returncode} while starting:\n{log_tail(log_path, 8)}"
+            )
+        time.sleep(0.1)
+    process.terminate()
+    raise ConfigError(f"the daemon did not start within {START_TIMEOUT_S:.0f} s; see {log_path}.")
+
+
+def down(home: HomeOption = None) -> None:
+    """Stop the daemon gracefully: endpoints drain their requests first.
+
+    Example: lockgate down
+    """
+    from lockgate.server import daemon
+
+    platform = open_platform(home)
+    info = daemon.running(platform.home)
+    if not info or not info.get("pid"):
+        console.print("No daemon is running for this home.")
+        return
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while daemon.running(platform.home):
+        if time.monotonic() > deadline:
+            from lockgate.errors import ConflictError
+
+            raise ConflictError(
+                f"the daemon (pid {pid}) has not stopped after {STOP_TIMEOUT_S:.0f} s.",
+                hint=f"Look at {platform.home.run_dir / daemon.LOG_FILE}; `kill -9 {pid}` is safe (endpoints restart with the next `lockgate up`).",
+            )
+        time.sleep(0.1)
+    console.print(f"Lockgate daemon (pid {pid}) stopped.")

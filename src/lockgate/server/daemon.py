@@ -1,0 +1,218 @@
+"""``lockgate up``: one daemon per platform home.
+
+It holds ``run/daemon.lock`` (an advisory lock the kernel drops when the process dies, so a
+``kill -9`` leaves nothing to clean up), writes ``run/daemon.json`` (pid and URLs), and runs:
+
+* the control-plane API on ``[daemon] bind_host:port`` (default 127.0.0.1:19700);
+* one gateway per environment on its network policy's ``bind_host`` and the first port of its
+  ``port_range``;
+* the endpoint controller and the event worker, in threads.
+
+SIGTERM or Ctrl-C stops it gracefully: the servers stop accepting, endpoints drain, the files go.
+Endpoints are rows in the stores, so the next ``lockgate up`` serves them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import IO, Any
+
+from lockgate.config.home import Home
+from lockgate.errors import ConfigError, ConflictError
+from lockgate.ids import isoformat, utcnow
+from lockgate.platform import Platform
+
+INFO_FILE = "daemon.json"
+LOCK_FILE = "daemon.lock"
+LOG_FILE = "daemon.log"
+
+log = logging.getLogger("lockgate.daemon")
+
+
+def running(home: Home) -> dict[str, Any] | None:
+    """The running daemon's ``daemon.json``, or None when no daemon holds the home's lock."""
+    lock = home.run_dir / LOCK_FILE
+    if not lock.exists():
+        return None
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = home.run_dir / INFO_FILE
+            try:
+                return dict(json.loads(info.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                return {"pid": None, "starting": True}
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+@contextlib.contextmanager
+def _home_lock(home: Home) -> Iterator[IO[str]]:
+    home.run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (home.run_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        info = running(home) or {}
+        raise ConflictError(
+            f"a daemon already runs for {home.root} (pid {info.get('pid')}, {info.get('api_url', 'starting')}).",
+            hint="Stop it with `lockgate down`, or use it as it is.",
+        ) from None
+    try:
+        yield handle
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _url(host: Any, port: int) -> str:
+    shown = f"[{host}]" if isinstance(host, IPv6Address) else str(host)
+    return f"http://{shown}:{port}"
+
+
+def _listen(host: Any, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if isinstance(host, IPv6Address) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((str(host), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {_url(host, port)} for {what}: {exc.strerror}.",
+            hint="Another program holds the port: stop it, or change the port in platform.toml.",
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Run the daemon in this process until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from lockgate.automation.worker import Worker
+    from lockgate.server.api import build_app
+    from lockgate.serving.controller import EndpointController, Routes
+    from lockgate.serving.gateway import Gateway
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the daemon handles the signals for all of its servers
+
+    home = platform.home
+    with _home_lock(home):
+        for name in platform.env_names:
+            platform.ready(name)  # every store at the newest schema, or a clear error now
+        routes = Routes()
+        controller = EndpointController(platform, routes, home.run_dir)
+        spec = platform.spec
+        listeners: list[tuple[socket.socket, Any]] = []
+        gateways: dict[str, Gateway] = {}
+        gateway_urls: dict[str, str] = {}
+        try:
+            api_socket = _listen(spec.daemon.bind_host, spec.daemon.port, "the control-plane API")
+            for name in platform.env_names:
+                network = platform.env(name).spec.network
+                port = network.port_range[0]
+                gateways[name] = Gateway(name, routes, list(network.allowed_clients))
+                listeners.append(
+                    (_listen(network.bind_host, port, f"the {name} gateway"), gateways[name])
+                )
+                gateway_urls[name] = _url(network.bind_host, port)
+        except ConfigError:
+            for sock, _ in listeners:
+                sock.close()
+            raise
+        controller.gateways = gateway_urls
+        info = {
+            "pid": os.getpid(),
+            "home": str(home.root),
+            "api_url": _url(spec.daemon.bind_host, spec.daemon.port),
+            "gateways": gateway_urls,
+            "started_at": isoformat(utcnow()),
+        }
+        app = build_app(platform, gateways, info)
+        servers = [(Server(_config(app)), api_socket)] + [
+            (Server(_config(gw)), sock) for sock, gw in listeners
+        ]
+        stop = threading.Event()
+        worker = Worker(platform, platform.env_names)
+        threads = [
+            threading.Thread(target=controller.run, args=(stop,), name="endpoint-controller"),
+            threading.Thread(target=worker.run, args=(stop,), name="event-worker"),
+        ]
+        try:
+            asyncio.run(_run_servers(servers, threads, home, info, on_ready))
+        finally:
+            stop.set()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()
+            controller.shutdown()
+            (home.run_dir / INFO_FILE).unlink(missing_ok=True)
+
+
+def _config(app: Any) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
+
+
+async def _run_servers(
+    servers: list[tuple[Any, socket.socket]],
+    threads: list[threading.Thread],
+    home: Home,
+    info: dict[str, Any],
+    on_ready: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    def shut_down() -> None:
+        for server, _ in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shut_down)
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    while not all(server.started for server, _ in servers):
+        if any(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        for thread in threads:
+            thread.start()
+        _write_info(home.run_dir / INFO_FILE, info)
+        log.info("daemon ready: %s", info["api_url"])
+        if on_ready is not None:
+            on_ready(info)
+    await asyncio.gather(*tasks)
+
+
+def _write_info(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, path)

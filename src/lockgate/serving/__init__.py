@@ -1,0 +1,1 @@
+"""Serving: model packages and formats, the inference server, endpoints and their controller."""

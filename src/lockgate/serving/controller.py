@@ -1,0 +1,308 @@
+"""The endpoint controller: makes the endpoints recorded in each environment's store run.
+
+Each pass reads every endpoint row and moves reality one step towards it:
+
+* no fleet yet (a new endpoint, or the daemon restarted) → start one for the row's generation;
+* a new generation (``endpoint update``) → start the new fleet beside the old (blue/green); once
+  every new instance answers /ping, traffic switches and the old fleet drains; if the new fleet
+  fails to start, the old one keeps serving and the row says why;
+* an instance that exits while serving is restarted with backoff (1, 2, 4… s, at most 30 s);
+* ``Deleting`` → traffic stops, the instances drain, the row goes.
+
+Rows are the only state: a restarted daemon starts every endpoint again from them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockgate.errors import LockgateError
+from lockgate.platform import Environment, Platform
+from lockgate.serving import fleet as fleets
+from lockgate.serving.fleet import EXITED, FAILED, STARTING, Fleet, Instance
+from lockgate.serving.package import read_manifest
+from lockgate.store import endpoints as db
+from lockgate.store.endpoints import CREATING, DELETING, IN_SERVICE, Endpoint
+
+log = logging.getLogger("lockgate.controller")
+
+#: Seconds between two passes.
+TICK_S = 0.2
+
+
+@dataclass
+class Routes:
+    """Where each endpoint's traffic goes: the ready instances of its serving fleet."""
+
+    table: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    turn: int = 0
+
+    def set(self, env: str, name: str, urls: list[str]) -> None:
+        with self.lock:
+            self.table[(env, name)] = urls
+
+    def remove(self, env: str, name: str) -> None:
+        with self.lock:
+            self.table.pop((env, name), None)
+
+    def pick(self, env: str, name: str) -> str | None:
+        """An instance URL (round robin); None when the endpoint has no ready instance.
+
+        Raises KeyError when the endpoint is not served here at all.
+        """
+        with self.lock:
+            urls = self.table[(env, name)]
+            if not urls:
+                return None
+            self.turn += 1
+            return urls[self.turn % len(urls)]
+
+
+class EndpointController:
+    def __init__(self, platform: Platform, routes: Routes, run_dir: Path) -> None:
+        self.platform = platform
+        self.routes = routes
+        self.run_dir = run_dir
+        self.serving: dict[tuple[str, str], Fleet] = {}
+        self.candidates: dict[tuple[str, str], Fleet] = {}
+        #: The generation whose start failed, per endpoint: not retried until the next update.
+        self.failed: dict[tuple[str, str], int] = {}
+        self.gateways: dict[str, str] = {}
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.reconcile()
+            stop.wait(TICK_S)
+
+    def reconcile(self) -> None:
+        for name in self.platform.env_names:
+            env = self.platform.env(name)
+            try:
+                with env.store.read() as session:
+                    rows = db.list_all(session)
+            except LockgateError as exc:
+                log.warning("cannot read the endpoints of %s: %s", name, exc.message)
+                continue
+            seen = set()
+            for row in rows:
+                seen.add((name, row.name))
+                try:
+                    self._endpoint(env, row)
+                except Exception:  # one endpoint's trouble must not stop the others
+                    log.exception("reconciling endpoint %s in %s failed", row.name, name)
+            for key in [k for k in {**self.serving, **self.candidates} if k[0] == name]:
+                if key not in seen:  # its row is gone
+                    self._stop_all(key)
+
+    def shutdown(self) -> None:
+        """Stop every fleet, draining them (the rows stay: a restart serves them again)."""
+        for key in list({**self.serving, **self.candidates}):
+            self._stop_all(key, wait=True)
+
+    # --- one endpoint -----------------------------------------------------------------------
+
+    def _endpoint(self, env: Environment, row: Endpoint) -> None:
+        key = (env.name, row.name)
+        if row.status == DELETING:
+            self._stop_all(key, wait=True)
+            with env.store.transaction() as session:
+                db.remove(session, row.name)
+            log.info("endpoint %s in %s deleted", row.name, env.name)
+            return
+        serving, candidate = self.serving.get(key), self.candidates.get(key)
+        # A failed start is not retried until an update (a new generation); after a daemon
+        # restart a Failed row stays failed too.
+        wanted = row.generation != self.failed.get(key) and row.status != db.FAILED
+        if (
+            candidate is None
+            and wanted
+            and (serving is None or serving.generation != row.generation)
+        ):
+            if serving is None and row.status == IN_SERVICE:
+                self._report(env, row, status=CREATING, reason="restoring after the daemon started")
+            candidate = self._start_fleet(env, row)
+            if candidate is None:
+                return
+        if candidate is not None:
+            self._advance(env, row, key, candidate, serving)
+        if key in self.serving:
+            self._supervise(env, row, key, self.serving[key])
+
+    def _start_fleet(self, env: Environment, row: Endpoint) -> Fleet | None:
+        key = (env.name, row.name)
+        folder = self.run_dir / env.name / "endpoints" / row.name / f"g{row.generation}"
+        try:
+            model_dir = env.artifacts.get_tree(row.model_digest, folder / "model")
+            manifest = read_manifest(model_dir)
+        except LockgateError as exc:
+            self._fail(env, row, key, f"cannot use {row.model_ref}: {exc.message}")
+            return None
+        config = row.config
+        fleet = Fleet(
+            env.name,
+            row.name,
+            row.generation,
+            row.model_ref,
+            row.model_digest,
+            model_dir,
+            manifest,
+            config,
+            {
+                "LOCKGATE_ENDPOINT": row.name,
+                "LOCKGATE_MAX_BODY_BYTES": str(config.get("max_body_bytes", 6 * 1024 * 1024)),
+                "LOCKGATE_CAPTURE_SAMPLE": str(config.get("capture", 0.0)),
+                "LOCKGATE_CAPTURE_URL": env.artifacts.url,
+                "OMP_NUM_THREADS": str(config.get("threads", 1)),
+                "OPENBLAS_NUM_THREADS": str(config.get("threads", 1)),
+                "MKL_NUM_THREADS": str(config.get("threads", 1)),
+            },
+        )
+        taken = self._ports_in_use(env.name)
+        for index in range(row.instances):
+            try:
+                port = self._free_port(env, taken)
+            except LockgateError as exc:
+                fleet.stop()
+                self._fail(env, row, key, exc.message)
+                return None
+            taken.add(port)
+            instance = Instance(index, port, folder / f"instance-{index}.log")
+            fleet.instances.append(instance)
+            fleet.start(instance)
+        self.candidates[key] = fleet
+        log.info("endpoint %s in %s: starting generation %s", row.name, env.name, row.generation)
+        return fleet
+
+    def _advance(
+        self,
+        env: Environment,
+        row: Endpoint,
+        key: tuple[str, str],
+        candidate: Fleet,
+        serving: Fleet | None,
+    ) -> None:
+        for instance in candidate.instances:
+            candidate.check(instance)
+        failed = next((i for i in candidate.instances if i.state in (FAILED, EXITED)), None)
+        if failed is not None:
+            reason = candidate.failure(failed)
+            candidate.stop()
+            del self.candidates[key]
+            if serving is None:
+                self._fail(env, row, key, reason)
+            else:
+                self.failed[key] = candidate.generation
+                self._report(
+                    env,
+                    row,
+                    status=IN_SERVICE,
+                    reason=f"update to generation {candidate.generation} failed; still serving "
+                    f"{serving.model_ref}: {reason}",
+                )
+            return
+        if any(i.state == STARTING for i in candidate.instances):
+            return
+        # Every new instance answers /ping: switch traffic, then drain the old fleet.
+        self.serving[key] = candidate
+        del self.candidates[key]
+        self.routes.set(env.name, row.name, candidate.ready_urls())
+        if serving is not None:
+            serving.stop()
+        self.failed.pop(key, None)
+        self._report(env, row, status=IN_SERVICE, reason=None, fleet=candidate)
+        log.info("endpoint %s in %s: generation %s in service", row.name, env.name, row.generation)
+
+    def _supervise(
+        self, env: Environment, row: Endpoint, key: tuple[str, str], fleet: Fleet
+    ) -> None:
+        changed = False
+        now = time.monotonic()
+        for instance in fleet.instances:
+            before = instance.state
+            fleet.check(instance)
+            if instance.state in (EXITED, FAILED):
+                if instance.retry_at is None:
+                    delay = min(2.0**instance.restarts, fleets.MAX_BACKOFF_S)
+                    instance.retry_at = now + delay
+                    log.warning(
+                        "endpoint %s in %s: instance %s exited (status %s); restarting in %.0f s",
+                        row.name,
+                        env.name,
+                        instance.index,
+                        instance.exit_code,
+                        delay,
+                    )
+                elif now >= instance.retry_at:
+                    instance.restarts += 1
+                    if not fleets.port_free(instance.port):
+                        instance.port = self._free_port(env, self._ports_in_use(env.name))
+                    fleet.start(instance)
+            changed = changed or before != instance.state
+        if changed:
+            self.routes.set(env.name, row.name, fleet.ready_urls())
+            self._report(env, row, fleet=fleet)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _stop_all(self, key: tuple[str, str], *, wait: bool = False) -> None:
+        self.routes.remove(*key)
+        for table in (self.serving, self.candidates):
+            found = table.pop(key, None)
+            if found is not None:
+                found.stop(wait=wait)
+        self.failed.pop(key, None)
+
+    def _fail(self, env: Environment, row: Endpoint, key: tuple[str, str], reason: str) -> None:
+        self.failed[key] = row.generation
+        self._report(env, row, status=db.FAILED, reason=reason)
+        log.warning("endpoint %s in %s failed: %s", row.name, env.name, reason)
+
+    def _report(
+        self,
+        env: Environment,
+        row: Endpoint,
+        *,
+        fleet: Fleet | None = None,
+        **values: Any,
+    ) -> None:
+        if fleet is not None:
+            values["serving"] = {
+                "generation": fleet.generation,
+                "model_ref": fleet.model_ref,
+                "model_digest": fleet.model_digest,
+                "format": fleet.manifest.format,
+                "instances": [i.describe() for i in fleet.instances],
+                "url": self.gateways.get(env.name, "") + f"/endpoints/{row.name}/invocations",
+            }
+        with env.store.transaction() as session:
+            current = db.get(session, row.name)
+            if current is None or current.status == DELETING:
+                return
+            if current.generation != row.generation and "status" in values:
+                values.pop("status")  # an update landed meanwhile: it owns the status now
+                values.pop("reason", None)
+            db.change(session, row.name, **values)
+
+    def _ports_in_use(self, env: str) -> set[int]:
+        return {
+            i.port
+            for table in (self.serving, self.candidates)
+            for (e, _), f in table.items()
+            if e == env
+            for i in f.instances
+        }
+
+    def _free_port(self, env: Environment, taken: set[int]) -> int:
+        low, high = env.spec.network.port_range
+        for port in range(low + 1, high + 1):  # the lowest port is the gateway's
+            if port not in taken and fleets.port_free(port):
+                return port
+        raise LockgateError(f"no free port left in {env.name}'s range [{low}, {high}]")

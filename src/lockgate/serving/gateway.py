@@ -1,0 +1,138 @@
+"""The gateway of one environment: the stable URL in front of every endpoint's instances.
+
+``POST /endpoints/{name}/invocations`` — the reference service's runtime path, with its
+``Content-Type`` and ``Accept`` headers — goes to a ready instance of the endpoint's serving
+fleet (round robin), over kept-alive connections. A request that could not be sent to an
+instance (it was draining, or just died) is sent once more to another, so a rollout fails no
+request. Clients outside the environment's ``allowed_clients`` get 403.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import TYPE_CHECKING
+
+from lockgate.serving.instance import Receive, Scope, Send, answer, read_body
+
+if TYPE_CHECKING:
+    import httpx
+
+    from lockgate.serving.controller import Routes
+
+PATH_RE = re.compile(r"^/endpoints/([a-z][a-z0-9-]{0,39})/invocations$")
+#: The gateway's own ceiling; each endpoint enforces its own (smaller) limit.
+MAX_BODY_BYTES = 100 * 1024 * 1024
+FORWARDED = ("content-type", "accept")
+
+
+def _error(status: int, message: str) -> tuple[int, bytes]:
+    return status, json.dumps({"error": message}).encode()
+
+
+class Gateway:
+    def __init__(self, env: str, routes: Routes, allowed: list[IPv4Network | IPv6Network]) -> None:
+        self.env = env
+        self.routes = routes
+        self.allowed = allowed
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=2.0),
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            )
+        return self._client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if not self._allowed(scope):
+            await answer(
+                send,
+                *_error(403, "this client may not call this environment's gateway"),
+                "application/json",
+            )
+            return
+        path = scope["path"]
+        if path == "/ping" and scope["method"] == "GET":
+            await answer(send, 200, b"", "text/plain")
+            return
+        match = PATH_RE.match(path)
+        if match is None or scope["method"] != "POST":
+            await answer(
+                send,
+                *_error(404, "not found; POST /endpoints/NAME/invocations"),
+                "application/json",
+            )
+            return
+        await self.forward(match.group(1), scope, receive, send)
+
+    async def forward(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        import httpx
+
+        from lockgate.serving.codec import CodecError
+
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await read_body(receive, headers, MAX_BODY_BYTES)
+        except CodecError as exc:
+            await answer(send, *_error(exc.status, exc.message), "application/json")
+            return
+        sent = {k: headers[k] for k in FORWARDED if k in headers}
+        tried: set[str] = set()
+        for _ in range(2):
+            try:
+                url = self.routes.pick(self.env, name)
+            except KeyError:
+                await answer(
+                    send, *_error(404, f"no endpoint {name} in {self.env}"), "application/json"
+                )
+                return
+            if url is None or url in tried:
+                break
+            tried.add(url)
+            try:
+                response = await self.client.post(f"{url}/invocations", content=body, headers=sent)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                continue  # the instance went away before answering: try another once
+            out_type = response.headers.get("content-type", "application/json")
+            await answer(send, response.status_code, response.content, out_type)
+            return
+        await answer(
+            send,
+            *_error(
+                503,
+                f"endpoint {name} in {self.env} has no instance ready; see `lockgate endpoint show {name} --env {self.env}`",
+            ),
+            "application/json",
+        )
+
+    def _allowed(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        if not client:
+            return False
+        try:
+            address = ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._client is not None:
+                    await self._client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
