@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 # The golden path on a fresh demo home: bootstrap dev/preprod/prod, train and register abalone in
 # dev, approve it (an automation rule announces the approval), promote model and pipeline to
-# preprod. In a one-person demo the same user registers and approves, so the demo home allows
+# preprod, serve the model on a preprod endpoint and print a prediction (then stop the daemon). In a one-person demo the same user registers and approves, so the demo home allows
 # self-approval; a real platform keeps the default (separation of duties).
 demo: $(VENV)/.installed demo-clean
 	$(LG) init --org demo
@@ -36,6 +36,10 @@ demo: $(VENV)/.installed demo-clean
 	$(LG) model promote abalone/1 --to preprod
 	$(LG) pipeline promote abalone@1 --to preprod
 	$(LG) model list abalone --env preprod
+	$(LG) up --detach
+	$(LG) endpoint create abalone --model abalone/1 --env preprod
+	$(LG) endpoint invoke abalone --env preprod --data '[[0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0, 0, 1]]'
+	$(LG) down
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
@@ -53,6 +57,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_automation.py
 
 demo-clean:
+	if [ -f $(DEMO_HOME)/run/daemon.json ] && [ -x $(BIN)/lockgate ]; then $(LG) down; fi
 	rm -rf $(DEMO_HOME)
 
 clean: demo-clean

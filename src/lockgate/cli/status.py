@@ -7,7 +7,7 @@ from lockgate.cli.render import table
 
 
 def status(home: HomeOption = None, json: JsonOption = False) -> None:
-    """Show the home, its environments and stores, the state version and the lock.
+    """Show the home, its environments and stores, the state version, the lock and the daemon.
 
     Examples:
 
@@ -16,8 +16,11 @@ def status(home: HomeOption = None, json: JsonOption = False) -> None:
       LOCKGATE_HOME=./platform lockgate status --json
     """
     from lockgate.environments import service
+    from lockgate.server.daemon import running
 
-    doc = service.status(open_platform(home), me())
+    platform = open_platform(home)
+    doc = service.status(platform, me())
+    doc["daemon"] = running(platform.home)
     if json:
         print_json(doc)
         return
@@ -57,3 +60,11 @@ def status(home: HomeOption = None, json: JsonOption = False) -> None:
         console.print(
             f"Lock: held by {lock['holder']} for '{lock['operation']}' since {lock['since']} (pid {lock['pid']}, id {lock['id']}){stale}"
         )
+    daemon = doc["daemon"]
+    if daemon:
+        gateways = ", ".join(f"{e} {u}" for e, u in daemon.get("gateways", {}).items())
+        console.print(
+            f"Daemon: running (pid {daemon.get('pid')}), API {daemon.get('api_url')}; gateways {gateways}"
+        )
+    else:
+        console.print("Daemon: not running (start it with `lockgate up --detach`)")

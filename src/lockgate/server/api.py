@@ -1,6 +1,8 @@
 """The control-plane HTTP API (``/api/v1``), on the daemon's port; OpenAPI at ``/openapi.json``.
 
-Routes parse, call one service function and render, like the CLI. Until tokens land (the
+Routes parse, call one service function and render, like the CLI. (FastAPI reads the route
+annotations at run time, so its types are imported at module level; only the daemon imports
+this module.) Until tokens land (the
 security release) the API is read-only and acts as the daemon's own principal — the OS user who
 ran ``lockgate up`` — and it listens on loopback only by default; invocations also go through
 each environment's gateway.
@@ -11,20 +13,18 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
 from lockgate import __version__
 from lockgate.errors import LockgateError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from lockgate.platform import Platform
     from lockgate.serving.gateway import Gateway
 
 
 def build_app(platform: Platform, gateways: dict[str, Gateway], info: dict[str, Any]) -> FastAPI:
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
-
     from lockgate.auth.principal import local_principal
     from lockgate.serving import service
 

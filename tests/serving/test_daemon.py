@@ -1,0 +1,276 @@
+"""The daemon for real: `lockgate up --detach` on loopback ports, real instance processes, real
+kills. Each test gets its own home with ports no other test uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import free_port_block, make_model
+from lockgate.auth.principal import Principal
+from lockgate.config.home import Home
+from lockgate.errors import ConflictError, NotFoundError, ValidationError
+from lockgate.infra import service as infra
+from lockgate.infra.bootstrap import init
+from lockgate.platform import Platform
+from lockgate.registry import service as registry
+from lockgate.serving import service as endpoints
+from support import run_cli
+
+pytestmark = pytest.mark.slow
+
+LEAD = Principal("user:lena")
+ROW = "[[1, 2, 3]]"  # a + 2b + 3c = 14
+
+
+def _until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def served(tmp_path: Path, admin: Principal) -> Iterator[Platform]:
+    """A home (dev, preprod) on ports of its own, with the daemon running."""
+    home = Home(tmp_path / "home")
+    init(home, admin, org="acme", environments=["dev", "preprod"])
+    base = free_port_block(30)
+    text = home.platform_file.read_text()
+    text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
+    text = text.replace("port_range = [21000, 21999]", f"port_range = [{base + 10}, {base + 19}]")
+    text += f"""
+[[bindings]]
+principal = "user:lena"
+role = "lead-data-scientist"
+environments = ["dev", "preprod"]
+
+[daemon]
+port = {base + 25}
+"""
+    home.platform_file.write_text(text)
+    platform = Platform.open(home)
+    infra.apply(platform, admin, confirm=lambda plan: True)
+    started = run_cli(home, "up", "--detach")
+    assert started.code == 0, started.err + started.out
+    yield platform
+    stopped = run_cli(home, "down", timeout=120)
+    assert stopped.code == 0, stopped.err
+
+
+def _approved(platform: Platform, admin: Principal, folder: Path, group: str = "lin") -> str:
+    ref = registry.register(platform, admin, folder, group).ref
+    registry.set_status(platform, LEAD, ref, registry.APPROVED)
+    return ref
+
+
+def _gateway(platform: Platform, env: str = "dev") -> str:
+    info = json.loads((platform.home.run_dir / "daemon.json").read_text())
+    return str(info["gateways"][env])
+
+
+def test_an_endpoint_from_create_to_delete(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    home = served.home
+    ref = _approved(served, admin, make_model(tmp_path / "m1"))
+    created = run_cli(home, "endpoint", "create", "lin", "--model", ref, "--instances", "2")
+    assert created.code == 0, created.err
+    assert "lin is InService" in created.out
+
+    answered = run_cli(home, "endpoint", "invoke", "lin", "--data", ROW)
+    assert answered.code == 0 and json.loads(answered.out) == pytest.approx([14.0])
+    runtime = httpx.post(
+        f"{_gateway(served)}/endpoints/lin/invocations",
+        content=b"1,2,3\n0,0,1\n",
+        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+    )
+    assert runtime.status_code == 200 and runtime.headers["content-type"] == "text/csv"
+    assert [float(v) for v in runtime.text.split()] == pytest.approx([14.0, 3.0])
+    bad = httpx.post(f"{_gateway(served)}/endpoints/lin/invocations", content=b"[[1, 2]]")
+    assert bad.status_code == 400 and "expects 3 features" in bad.json()["error"]
+    missing = httpx.post(f"{_gateway(served)}/endpoints/nope/invocations", content=ROW.encode())
+    assert missing.status_code == 404 and "no endpoint nope in dev" in missing.json()["error"]
+
+    info = json.loads((home.run_dir / "daemon.json").read_text())
+    api = info["api_url"]
+    assert (
+        "/api/v1/environments/{env}/endpoints" in httpx.get(f"{api}/openapi.json").json()["paths"]
+    )
+    assert httpx.get(f"{api}/docs").status_code == 200
+    [listed] = httpx.get(f"{api}/api/v1/environments/dev/endpoints").json()
+    assert listed["status"] == "InService" and listed["model_ref"] == ref
+    via_api = httpx.post(
+        f"{api}/api/v1/environments/dev/endpoints/lin/invocations", content=ROW.encode()
+    )
+    assert via_api.json() == pytest.approx([14.0])
+
+    shown = json.loads(run_cli(home, "endpoint", "show", "lin", "--json").out)
+    instances = shown["serving"]["instances"]
+    assert [i["state"] for i in instances] == ["ready", "ready"]
+    metrics = httpx.get(f"http://127.0.0.1:{instances[0]['port']}/metrics").text
+    assert "lockgate_invocation_seconds_bucket" in metrics
+    assert "serving" in run_cli(home, "endpoint", "logs", "lin").out
+
+    ref2 = _approved(served, admin, make_model(tmp_path / "m2", factor=2.0))
+    updated = run_cli(home, "endpoint", "update", "lin", "--model", ref2)
+    assert updated.code == 0 and "lin is InService" in updated.out, updated.err
+    assert json.loads(
+        run_cli(home, "endpoint", "invoke", "lin", "--data", ROW).out
+    ) == pytest.approx([28.0])
+    old_pids = [i["pid"] for i in instances]
+    _until(lambda: not any(_alive(pid) for pid in old_pids))  # the old fleet drained and exited
+
+    deleted = run_cli(home, "endpoint", "delete", "lin")
+    assert deleted.code == 0 and "deleted" in deleted.out
+    assert run_cli(home, "endpoint", "list", "--json").out.strip() == "[]"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_killed_instances_restart_and_a_killed_daemon_restores_everything(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    home = served.home
+    ref = _approved(served, admin, make_model(tmp_path / "m"))
+    ref = registry.promote(served, LEAD, ref, to="preprod").ref
+    endpoints.create(served, admin, "lin", ref, env="preprod")
+    ready = _until(
+        lambda: (
+            (e := endpoints.get(served, admin, "lin", env="preprod")).status == "InService" and e
+        )
+    )
+    [instance] = ready.serving["instances"]
+    os.kill(instance["pid"], signal.SIGKILL)
+
+    def restarted() -> Any:
+        [now] = endpoints.get(served, admin, "lin", env="preprod").serving["instances"]
+        return now["state"] == "ready" and now["restarts"] == 1 and now
+
+    again = _until(restarted)
+    assert again["pid"] != instance["pid"]
+    assert run_cli(home, "endpoint", "invoke", "lin", "--env", "preprod", "--data", ROW).code == 0
+
+    daemon_pid = json.loads((home.run_dir / "daemon.json").read_text())["pid"]
+    os.kill(daemon_pid, signal.SIGKILL)
+    _until(lambda: not _alive(again["pid"]))  # its instances die with it: no orphan holds a port
+    assert run_cli(home, "up", "--detach").code == 0
+    restored = _until(
+        lambda: (
+            (e := endpoints.get(served, admin, "lin", env="preprod")).status == "InService"
+            and e.serving["instances"][0]["state"] == "ready"
+            and e
+        )
+    )
+    assert restored.serving["instances"][0]["pid"] != again["pid"]
+    answered = run_cli(home, "endpoint", "invoke", "lin", "--env", "preprod", "--data", ROW)
+    assert json.loads(answered.out) == pytest.approx([14.0])
+
+
+def test_failed_starts_are_reported_and_a_failed_update_keeps_the_old_fleet(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    home = served.home
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "inference.py").write_text(
+        "def model_fn(model_dir):\n    raise RuntimeError('weights missing')\n"
+    )
+    broken_ref = _approved(served, admin, broken, group="broken")
+    failed = run_cli(home, "endpoint", "create", "bad", "--model", broken_ref)
+    assert failed.code == 7
+    assert "exited with status 3 while starting" in failed.err
+    assert "RuntimeError: weights missing" in failed.err
+    assert endpoints.get(served, admin, "bad").status == "Failed"
+
+    silent = tmp_path / "silent"
+    silent.mkdir()
+    (silent / "lockgate-model.json").write_text(
+        json.dumps(
+            {"format": "command", "command": [sys.executable, "-c", "import time; time.sleep(60)"]}
+        )
+    )
+    silent_ref = _approved(served, admin, silent, group="silent")
+    timed_out = run_cli(
+        home, "endpoint", "create", "quiet", "--model", silent_ref, "--startup-timeout", "1"
+    )
+    assert timed_out.code == 7 and "did not answer /ping within 1 s" in timed_out.err
+
+    good_ref = _approved(served, admin, make_model(tmp_path / "m"))
+    assert run_cli(home, "endpoint", "create", "lin", "--model", good_ref).code == 0
+    kept = run_cli(home, "endpoint", "update", "lin", "--model", broken_ref)
+    assert kept.code == 7 and "update to generation 2 failed; still serving" in kept.err
+    answered = run_cli(home, "endpoint", "invoke", "lin", "--data", ROW)
+    assert json.loads(answered.out) == pytest.approx([14.0])
+
+
+def test_bring_your_own_container(served: Platform, admin: Principal, tmp_path: Path) -> None:
+    folder = tmp_path / "byoc"
+    folder.mkdir()
+    (folder / "weights.txt").write_text("10\n")
+    (folder / "serve.py").write_text(
+        "import json, os\n"
+        "from http.server import BaseHTTPRequestHandler, HTTPServer\n"
+        "weight = float(open(os.path.join(os.environ['SM_MODEL_DIR'], 'weights.txt')).read())\n"
+        "class H(BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200 if self.path == '/ping' else 404); self.end_headers()\n"
+        "    def do_POST(self):\n"
+        "        rows = json.loads(self.rfile.read(int(self.headers['Content-Length'])))\n"
+        "        body = json.dumps([weight * sum(r) for r in rows]).encode()\n"
+        "        self.send_response(200); self.send_header('Content-Type', 'application/json')\n"
+        "        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)\n"
+        "HTTPServer(('127.0.0.1', int(os.environ['SAGEMAKER_BIND_TO_PORT'])), H).serve_forever()\n"
+    )
+    (folder / "lockgate-model.json").write_text(
+        json.dumps(
+            {"format": "command", "command": [sys.executable, "serve.py"], "startup_timeout_s": 20}
+        )
+    )
+    ref = _approved(served, admin, folder, group="custom")
+    assert run_cli(served.home, "endpoint", "create", "custom", "--model", ref).code == 0
+    answered = run_cli(served.home, "endpoint", "invoke", "custom", "--data", "[[1, 2, 3]]")
+    assert json.loads(answered.out) == [60.0]
+
+
+def test_bad_requests_to_the_service(served: Platform, admin: Principal, tmp_path: Path) -> None:
+    pending = registry.register(served, admin, make_model(tmp_path / "m"), "lin").ref
+    with pytest.raises(ConflictError, match="only an approved version is served"):
+        endpoints.create(served, admin, "lin", pending)
+    with pytest.raises(NotFoundError):
+        endpoints.create(served, admin, "lin", "lin/9")
+    with pytest.raises(ValidationError, match="not a valid name"):
+        endpoints.create(served, admin, "Bad_Name", pending)
+    registry.set_status(served, LEAD, pending, registry.APPROVED)
+    with pytest.raises(ValidationError, match="its quota is 20"):
+        endpoints.create(served, admin, "big", pending, instances=21)
+    with pytest.raises(ValidationError, match="between 1 and 64"):
+        endpoints.create(served, admin, "huge", pending, instances=65)
+    with pytest.raises(NotFoundError, match="no endpoint nope in dev"):
+        endpoints.update(served, admin, "nope", instances=2)
+    endpoints.create(served, admin, "lin", pending)
+    with pytest.raises(ConflictError, match="already exists"):
+        endpoints.create(served, admin, "lin", pending)
+    with pytest.raises(ValidationError, match="nothing to change"):
+        endpoints.update(served, admin, "lin")
+    unknown = run_cli(served.home, "endpoint", "invoke", "nope", "--data", ROW)
+    assert unknown.code == 5 and "lockgate endpoint list" in unknown.err
+    assert endpoints.list_endpoints(served, admin, env="preprod") == []
