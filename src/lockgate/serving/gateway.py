@@ -2,7 +2,7 @@
 
 ``POST /endpoints/{name}/invocations`` — the reference service's runtime path, with its
 ``Content-Type`` and ``Accept`` headers — goes to a ready instance of the endpoint's serving
-fleet (round robin), over kept-alive connections. A request that could not be sent to an
+fleet (round robin), over kept-alive connections (:mod:`lockgate.serving.upstream`). A request that could not be sent to an
 instance (it was draining, or just died) is sent once more to another, so a rollout fails no
 request. Clients outside the environment's ``allowed_clients`` get 403.
 """
@@ -14,11 +14,11 @@ import re
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import TYPE_CHECKING
 
+from lockgate.serving.codec import CodecError
 from lockgate.serving.instance import Receive, Scope, Send, answer, read_body
+from lockgate.serving.upstream import Upstream, UpstreamError
 
 if TYPE_CHECKING:
-    import httpx
-
     from lockgate.serving.controller import Routes
 
 PATH_RE = re.compile(r"^/endpoints/([a-z][a-z0-9-]{0,39})/invocations$")
@@ -36,18 +36,7 @@ class Gateway:
         self.env = env
         self.routes = routes
         self.allowed = allowed
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            import httpx
-
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=2.0),
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            )
-        return self._client
+        self.upstream = Upstream()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -77,9 +66,6 @@ class Gateway:
         await self.forward(match.group(1), scope, receive, send)
 
     async def forward(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
-        import httpx
-
-        from lockgate.serving.codec import CodecError
 
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
@@ -100,12 +86,12 @@ class Gateway:
             if url is None or url in tried:
                 break
             tried.add(url)
+            host, _, port = url.removeprefix("http://").rpartition(":")
             try:
-                response = await self.client.post(f"{url}/invocations", content=body, headers=sent)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                got = await self.upstream.post(host, int(port), "/invocations", body, sent)
+            except UpstreamError:
                 continue  # the instance went away before answering: try another once
-            out_type = response.headers.get("content-type", "application/json")
-            await answer(send, response.status_code, response.content, out_type)
+            await answer(send, got.status, got.body, got.content_type)
             return
         await answer(
             send,
@@ -132,7 +118,6 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._client is not None:
-                    await self._client.aclose()
+                self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
