@@ -91,6 +91,30 @@ def test_a_valid_rule_and_where_it_applies() -> None:
             "run_as",
         ),
         (
+            {
+                "event": "ModelVersionApprovalChanged",
+                "action": {
+                    "kind": "deploy",
+                    "endpoint": "e",
+                    "environment": "qa",
+                    "run_as": "service:d",
+                },
+            },
+            "deploys to environment 'qa', which is not declared",
+        ),
+        (
+            {
+                "event": "ModelVersionApprovalChanged",
+                "action": {
+                    "kind": "deploy",
+                    "endpoint": "e",
+                    "model": "{grp}/1",
+                    "run_as": "service:d",
+                },
+            },
+            "placeholder {grp} is not a field",
+        ),
+        (
             {"event": "ModelVersionRegistered", "action": {"kind": "email", "to": "x"}},
             "does not match any of the expected tags",
         ),

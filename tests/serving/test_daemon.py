@@ -274,3 +274,50 @@ def test_bad_requests_to_the_service(served: Platform, admin: Principal, tmp_pat
     unknown = run_cli(served.home, "endpoint", "invoke", "nope", "--data", ROW)
     assert unknown.code == 5 and "lockgate endpoint list" in unknown.err
     assert endpoints.list_endpoints(served, admin, env="preprod") == []
+
+
+def test_approved_in_dev_is_served_in_preprod_with_no_human_step(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    home = served.home
+    home.platform_file.write_text(
+        home.platform_file.read_text()
+        + """
+[[bindings]]
+principal = "service:deployer"
+role = "lead-data-scientist"
+environments = ["dev", "preprod"]
+
+[rules.serve-in-preprod]
+event = "ModelVersionApprovalChanged"
+environments = ["dev"]
+match = { group = "lin", to = "Approved" }
+action = { kind = "deploy", endpoint = "lin", environment = "preprod", run_as = "service:deployer" }
+"""
+    )
+    platform = Platform.open(home)
+    infra.apply(platform, admin, confirm=lambda plan: True)
+    _approved(platform, admin, make_model(tmp_path / "m"))  # the daemon's worker takes it from here
+
+    served_now = _until(
+        lambda: (
+            (e := _get_or_none(platform, admin, "lin", "preprod")) is not None
+            and e.status == "InService"
+            and e
+        ),
+        timeout=60,
+    )
+    assert served_now.model_ref == "lin/1"
+    promoted = registry.get(platform, admin, "lin/1", env="preprod")
+    assert promoted.lineage["promoted_from"]["environment"] == "dev"
+    answered = run_cli(home, "endpoint", "invoke", "lin", "--env", "preprod", "--data", ROW)
+    assert json.loads(answered.out) == pytest.approx([14.0])
+    [delivery] = json.loads(run_cli(home, "events", "deliveries", "--json").out)
+    assert delivery["status"] == "succeeded" and delivery["result"]["environment"] == "preprod"
+
+
+def _get_or_none(platform: Platform, admin: Principal, name: str, env: str) -> Any:
+    try:
+        return endpoints.get(platform, admin, name, env=env)
+    except NotFoundError:
+        return None

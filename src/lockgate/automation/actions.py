@@ -4,7 +4,8 @@ Each attempt returns an :class:`Outcome` and never raises for a failure of the a
 failure says whether a later attempt may succeed (a timeout, a 503) or never will (a 404, a
 pipeline that does not exist). Every action is handed the delivery id, which is the same on
 each retry of one delivery, so its receiver can make it idempotent; the pipeline action is
-idempotent by itself (the execution is keyed by the delivery id).
+idempotent by itself (the execution is keyed by the delivery id), and so is deploy (promotion
+returns the version made before; an endpoint already serving the version is left alone).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def run(platform: Platform, env: Environment, delivery: Delivery, event: Event) 
             return _command(platform, env, action, delivery, event, values)
         if action["kind"] == "pipeline":
             return _pipeline(platform, env, action, delivery, values)
+        if action["kind"] == "deploy":
+            return _deploy(platform, env, action, values)
     except KeyError as exc:
         return Outcome(False, {}, f"cannot fill the action's placeholders: {exc}", retryable=False)
     return Outcome(False, {}, f"unknown action kind {action['kind']!r}", retryable=False)
@@ -204,6 +207,53 @@ def _pipeline(
         # New, or started by an attempt that died before its driver did: drive it now.
         result["log"] = str(service.spawn_driver(platform, execution.id, env.name))
     return Outcome(True, result)
+
+
+def _deploy(
+    platform: Platform, env: Environment, action: dict[str, Any], values: dict[str, Any]
+) -> Outcome:
+    """Promote (when the endpoint lives elsewhere), then create or update the endpoint.
+
+    Idempotent: promotion returns the version made before, and an endpoint already serving the
+    version is left alone.
+    """
+    from lockgate.auth.principal import Principal
+    from lockgate.registry import service as registry
+    from lockgate.serving import service as endpoints
+
+    principal = Principal(action["run_as"])
+    ref = render(action["model"], values)
+    target = action.get("environment") or env.name
+    name = action["endpoint"]
+    try:
+        if target != env.name:
+            ref = registry.promote(platform, principal, ref, to=target, source_env=env.name).ref
+        try:
+            current = endpoints.get(platform, principal, name, env=target)
+        except NotFoundError:
+            created = endpoints.create(
+                platform, principal, name, ref, instances=action["instances"], env=target
+            )
+            return Outcome(
+                True,
+                {
+                    "endpoint": name,
+                    "environment": target,
+                    "model": ref,
+                    "generation": created.generation,
+                },
+            )
+        if current.model_ref == ref and current.status != "Deleting":
+            return Outcome(
+                True, {"endpoint": name, "environment": target, "model": ref, "unchanged": True}
+            )
+        updated = endpoints.update(platform, principal, name, model_ref=ref, env=target)
+    except LockgateError as exc:
+        return Outcome(False, {}, f"{type(exc).__name__}: {exc.message}", retryable=False)
+    return Outcome(
+        True,
+        {"endpoint": name, "environment": target, "model": ref, "generation": updated.generation},
+    )
 
 
 def _tail(text: str) -> str:

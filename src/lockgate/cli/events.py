@@ -245,7 +245,12 @@ def rules_list(env: EnvOption = None, home: HomeOption = None, json: JsonOption 
     for r in found:
         spec = r.rule.spec
         action = spec["action"]
-        target = action.get("url") or action.get("pipeline") or " ".join(action.get("command", []))
+        target = (
+            action.get("url")
+            or action.get("pipeline")
+            or (f"{action['endpoint']} ← {action['model']}" if "endpoint" in action else None)
+            or " ".join(action.get("command", []))
+        )
         counts = ", ".join(f"{n} {s}" for s, n in sorted(r.deliveries.items())) or "none"
         match = ", ".join(f"{k}={v}" for k, v in spec.get("match", {}).items()) or "any"
         rows.append(

@@ -78,7 +78,29 @@ class WebhookAction(Strict):
         return [self.url]
 
 
-Action = Annotated[PipelineAction | CommandAction | WebhookAction, Field(discriminator="kind")]
+class DeployAction(Strict):
+    """Serve a model version on an endpoint: create it, or update it to that version.
+
+    With ``environment`` other than the event's, the version is promoted there first (so
+    "approved in dev → endpoint in preprod" needs no human step); ``run_as`` then needs
+    ``model:approve`` and ``endpoint:write`` in that environment.
+    """
+
+    kind: Literal["deploy"]
+    endpoint: Name
+    model: str = "{group}/{version}"
+    #: Where the endpoint lives; default the event's environment.
+    environment: Name | None = None
+    instances: int = Field(default=1, ge=1, le=64)
+    run_as: PrincipalName
+
+    def templates(self) -> list[str]:
+        return [self.model]
+
+
+Action = Annotated[
+    PipelineAction | CommandAction | WebhookAction | DeployAction, Field(discriminator="kind")
+]
 
 
 class RuleSpec(Strict):

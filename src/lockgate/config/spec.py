@@ -246,6 +246,12 @@ class PlatformSpec(Strict):
                     f"rules.{name} names environment {env!r}, which is not declared "
                     f"(declared: {', '.join(self.environments)})"
                 )
+        target = getattr(rule.action, "environment", None)
+        if target is not None and target not in self.environments:
+            raise ValueError(
+                f"rules.{name} deploys to environment {target!r}, which is not declared "
+                f"(declared: {', '.join(self.environments)})"
+            )
         if isinstance(rule.action, WebhookAction):
             for env in self.rule_environments(rule):
                 secret = rule.action.secret_parameter.replace("{env}", env)

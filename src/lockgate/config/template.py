@@ -70,7 +70,8 @@ allow_self_approval = false   # whoever registered a version may not approve it
 # Automation rules: when an event matches, run an action. `lockgate events worker` delivers
 # them (at least once, retried with backoff); `lockgate rules list` shows them once applied.
 # Events: ModelVersionRegistered, ModelVersionApprovalChanged, ModelCardChanged,
-# ModelVersionPromoted, PipelinePromoted. Actions: webhook (HMAC-signed), command, pipeline.
+# ModelVersionPromoted, PipelinePromoted. Actions: webhook (HMAC-signed), command, pipeline,
+# deploy (promote if needed, then create or update an endpoint).
 # [rules.notify-approvals]
 # event = "ModelVersionApprovalChanged"
 # environments = ["{first}"]
