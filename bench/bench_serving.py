@@ -31,13 +31,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as each instance runs; before numpy loads
 
-from lockgate.auth.principal import local_principal  # noqa: E402
-from lockgate.config.home import Home  # noqa: E402
-from lockgate.infra import service as infra  # noqa: E402
-from lockgate.infra.bootstrap import init  # noqa: E402
-from lockgate.platform import Platform  # noqa: E402
-from lockgate.registry import service as registry  # noqa: E402
-from lockgate.serving import service as endpoints  # noqa: E402
+from lockgate.auth.principal import local_principal
+from lockgate.config.home import Home
+from lockgate.infra import service as infra
+from lockgate.infra.bootstrap import init
+from lockgate.platform import Platform
+from lockgate.registry import service as registry
+from lockgate.serving import service as endpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0.0, 0.0, 1.0]
@@ -139,7 +139,10 @@ def main() -> None:
         ref = registry.register(platform, me, folder, "abalone").ref
         registry.set_status(platform, me, ref, registry.APPROVED)
         subprocess.run(
-            [sys.executable, "-m", "lockgate", "up", "--detach"], env=env, check=True, capture_output=True
+            [sys.executable, "-m", "lockgate", "up", "--detach"],
+            env=env,
+            check=True,
+            capture_output=True,
         )
 
         start = time.perf_counter()
@@ -163,7 +166,10 @@ def main() -> None:
         base = statistics.median(floor)
         print("serving abalone (HistGradientBoostingRegressor, 1 row per request, 1 instance):")
         print(f"  in-process predict (floor)       p50 {base:6.2f} ms")
-        for label, values in (("through the gateway", gateway), ("straight to the instance", direct)):
+        for label, values in (
+            ("through the gateway", gateway),
+            ("straight to the instance", direct),
+        ):
             p50 = statistics.median(values)
             p99 = sorted(values)[int(0.99 * (len(values) - 1))]
             print(
