@@ -7,78 +7,22 @@ import json
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import free_port_block, make_model
+from conftest import LEAD, ROW, _approved, _gateway, _until, make_model
 from lockgate.auth.principal import Principal
-from lockgate.config.home import Home
 from lockgate.errors import ConflictError, NotFoundError, ValidationError
 from lockgate.infra import service as infra
-from lockgate.infra.bootstrap import init
 from lockgate.platform import Platform
 from lockgate.registry import service as registry
 from lockgate.serving import service as endpoints
 from support import run_cli
 
 pytestmark = pytest.mark.slow
-
-LEAD = Principal("user:lena")
-ROW = "[[1, 2, 3]]"  # a + 2b + 3c = 14
-
-
-def _until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
-@pytest.fixture
-def served(tmp_path: Path, admin: Principal) -> Iterator[Platform]:
-    """A home (dev, preprod) on ports of its own, with the daemon running."""
-    home = Home(tmp_path / "home")
-    init(home, admin, org="acme", environments=["dev", "preprod"])
-    base = free_port_block(30)
-    text = home.platform_file.read_text()
-    text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
-    text = text.replace("port_range = [21000, 21999]", f"port_range = [{base + 10}, {base + 19}]")
-    text += f"""
-[[bindings]]
-principal = "user:lena"
-role = "lead-data-scientist"
-environments = ["dev", "preprod"]
-
-[daemon]
-port = {base + 25}
-"""
-    home.platform_file.write_text(text)
-    platform = Platform.open(home)
-    infra.apply(platform, admin, confirm=lambda plan: True)
-    started = run_cli(home, "up", "--detach")
-    assert started.code == 0, started.err + started.out
-    yield platform
-    stopped = run_cli(home, "down", timeout=120)
-    assert stopped.code == 0, stopped.err
-
-
-def _approved(platform: Platform, admin: Principal, folder: Path, group: str = "lin") -> str:
-    ref = registry.register(platform, admin, folder, group).ref
-    registry.set_status(platform, LEAD, ref, registry.APPROVED)
-    return ref
-
-
-def _gateway(platform: Platform, env: str = "dev") -> str:
-    info = json.loads((platform.home.run_dir / "daemon.json").read_text())
-    return str(info["gateways"][env])
 
 
 def test_an_endpoint_from_create_to_delete(

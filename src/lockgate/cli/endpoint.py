@@ -50,7 +50,7 @@ def _wait(platform: Platform, name: str, env: str | None, generation: int, timeo
         )
         return
     deadline = time.monotonic() + timeout
-    with console.status(f"Waiting for {name} to be in service…"):
+    with console.status(f"Waiting for {name} to be in service…") as spinner:
         while time.monotonic() < deadline:
             try:
                 found = service.get(platform, me(), name, env=env)
@@ -64,6 +64,7 @@ def _wait(platform: Platform, name: str, env: str | None, generation: int, timeo
                 return
             if found.status == IN_SERVICE and found.reason and found.generation == generation:
                 raise ConflictError(f"endpoint {name}: {found.reason}")
+            spinner.update(f"{name}: {found.status}{' — ' + found.reason if found.reason else ''}")
             time.sleep(0.1)
     raise ConflictError(
         f"endpoint {name} is not in service after {timeout:.0f} s.",
@@ -133,25 +134,59 @@ def update(
         float | None,
         typer.Option(min=0, max=1, help="Share of requests to capture.", show_default=False),
     ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="How traffic moves: all-at-once, canary:PCT:BAKE_S or linear:STEP_PCT:INTERVAL_S."
+        ),
+    ] = "all-at-once",
+    max_error_rate: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Roll back when the new fleet's 5xx share exceeds this."),
+    ] = 0.01,
+    max_p99_ms: Annotated[
+        float | None,
+        typer.Option(
+            help="Roll back when the new fleet's p99 latency exceeds this (ms).", show_default=False
+        ),
+    ] = None,
     wait: WaitOption = True,
     env: EnvOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Change an endpoint's model or size; the new fleet takes traffic once it is healthy
-    (blue/green), and a fleet that fails to start leaves the old one serving.
+    """Change an endpoint's model or size. The new fleet starts beside the old one and takes
+    traffic once every instance answers /ping; with a canary or linear strategy it takes a share
+    first, and an alarm on its error rate or p99 latency rolls the traffic back. A fleet that
+    fails to start, or is rolled back, leaves the old one serving.
 
-    Example: lockgate endpoint update abalone --model abalone/2
+    Examples:
+
+      lockgate endpoint update abalone --model abalone/2
+
+      lockgate endpoint update abalone --model abalone/2 --strategy canary:10:60 --max-p99-ms 50
+
+      lockgate endpoint update abalone --model abalone/2 --strategy linear:25:30
     """
     from lockgate.serving import service
+    from lockgate.serving.rollout import Alarms, parse_strategy
 
     platform = open_platform(home)
     config = {"capture": capture} if capture is not None else None
     changed = service.update(
-        platform, me(), name, model_ref=model, instances=instances, config=config, env=env
+        platform,
+        me(),
+        name,
+        model_ref=model,
+        instances=instances,
+        config=config,
+        strategy=strategy,
+        alarms=Alarms(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms),
+        env=env,
     )
-    console.print(f"Endpoint {name} updating to generation {changed.generation}.")
+    console.print(f"Endpoint {name} updating to generation {changed.generation} ({strategy}).")
     if wait:
-        timeout = float(changed.config.get("startup_timeout_s") or 60.0) + WAIT_MARGIN_S
+        baking = sum(seconds for _, seconds in parse_strategy(strategy).steps)
+        timeout = float(changed.config.get("startup_timeout_s") or 60.0) + baking + WAIT_MARGIN_S
         _wait(platform, name, env, changed.generation, timeout)
 
 

@@ -107,8 +107,9 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
 
     from lockgate.automation.worker import Worker
     from lockgate.server.api import build_app
-    from lockgate.serving.controller import EndpointController, Routes
+    from lockgate.serving.controller import EndpointController
     from lockgate.serving.gateway import Gateway
+    from lockgate.serving.routes import Routes
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager

@@ -4,8 +4,9 @@ Each pass reads every endpoint row and moves reality one step towards it:
 
 * no fleet yet (a new endpoint, or the daemon restarted) → start one for the row's generation;
 * a new generation (``endpoint update``) → start the new fleet beside the old (blue/green); once
-  every new instance answers /ping, traffic switches and the old fleet drains; if the new fleet
-  fails to start, the old one keeps serving and the row says why;
+  every new instance answers /ping, traffic moves by the update's strategy (all at once, or a
+  canary or linear shift watched by alarms that roll it back) and the old fleet drains; if the
+  new fleet fails to start, or an alarm fires, the old one keeps serving and the row says why;
 * an instance that exits while serving is restarted with backoff (1, 2, 4… s, at most 30 s);
 * ``Deleting`` → traffic stops, the instances drain, the row goes.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from lockgate.platform import Environment, Platform
 from lockgate.serving import fleet as fleets
 from lockgate.serving.fleet import EXITED, FAILED, STARTING, Fleet, Instance
 from lockgate.serving.package import read_manifest
+from lockgate.serving.rollout import Alarms, Rollout, parse_strategy
+from lockgate.serving.routes import Routes
 from lockgate.store import endpoints as db
 from lockgate.store.endpoints import CREATING, DELETING, IN_SERVICE, Endpoint
 
@@ -33,35 +35,6 @@ log = logging.getLogger("lockgate.controller")
 
 #: Seconds between two passes.
 TICK_S = 0.2
-
-
-@dataclass
-class Routes:
-    """Where each endpoint's traffic goes: the ready instances of its serving fleet."""
-
-    table: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    turn: int = 0
-
-    def set(self, env: str, name: str, urls: list[str]) -> None:
-        with self.lock:
-            self.table[(env, name)] = urls
-
-    def remove(self, env: str, name: str) -> None:
-        with self.lock:
-            self.table.pop((env, name), None)
-
-    def pick(self, env: str, name: str) -> str | None:
-        """An instance URL (round robin); None when the endpoint has no ready instance.
-
-        Raises KeyError when the endpoint is not served here at all.
-        """
-        with self.lock:
-            urls = self.table[(env, name)]
-            if not urls:
-                return None
-            self.turn += 1
-            return urls[self.turn % len(urls)]
 
 
 class EndpointController:
@@ -73,6 +46,7 @@ class EndpointController:
         self.candidates: dict[tuple[str, str], Fleet] = {}
         #: The generation whose start failed, per endpoint: not retried until the next update.
         self.failed: dict[tuple[str, str], int] = {}
+        self.rollouts: dict[tuple[str, str], Rollout] = {}
         self.gateways: dict[str, str] = {}
 
     # --- the loop ---------------------------------------------------------------------------
@@ -118,6 +92,10 @@ class EndpointController:
             log.info("endpoint %s in %s deleted", row.name, env.name)
             return
         serving, candidate = self.serving.get(key), self.candidates.get(key)
+        if candidate is not None and candidate.generation != row.generation:
+            # Another update landed while this one was starting or baking: drop it for the newer.
+            self._abandon(env, key, candidate)
+            candidate = None
         # A failed start is not retried until an update (a new generation); after a daemon
         # restart a Failed row stays failed too.
         wanted = row.generation != self.failed.get(key) and row.status != db.FAILED
@@ -131,7 +109,10 @@ class EndpointController:
             candidate = self._start_fleet(env, row)
             if candidate is None:
                 return
-        if candidate is not None:
+        if candidate is not None and key in self.rollouts:
+            assert serving is not None
+            self._roll(env, row, key, candidate, serving)
+        elif candidate is not None:
             self._advance(env, row, key, candidate, serving)
         if key in self.serving:
             self._supervise(env, row, key, self.serving[key])
@@ -210,15 +191,97 @@ class EndpointController:
             return
         if any(i.state == STARTING for i in candidate.instances):
             return
-        # Every new instance answers /ping: switch traffic, then drain the old fleet.
+        rollout = row.config.get("rollout") or {}
+        strategy = parse_strategy(rollout.get("strategy", "all-at-once"))
+        if serving is not None and strategy.steps:
+            # Every new instance answers /ping: give it its first share of the traffic.
+            alarms = Alarms(
+                max_error_rate=rollout.get("max_error_rate", 0.01),
+                max_p99_ms=rollout.get("max_p99_ms"),
+            )
+            self.rollouts[key] = Rollout(strategy, alarms, time.monotonic())
+            self.routes.take_stats(env.name, row.name, candidate.generation)  # a clean window
+            self.routes.set_canary(
+                env.name,
+                row.name,
+                candidate.generation,
+                candidate.ready_urls(),
+                strategy.steps[0][0],
+            )
+            self._report(
+                env,
+                row,
+                reason=f"{strategy.text()}: {strategy.steps[0][0]:g} % of the traffic to generation {candidate.generation}",
+            )
+            return
+        self._switch(env, row, key, candidate, serving)
+
+    def _switch(
+        self,
+        env: Environment,
+        row: Endpoint,
+        key: tuple[str, str],
+        candidate: Fleet,
+        serving: Fleet | None,
+    ) -> None:
+        """All traffic to ``candidate``, then drain the old fleet."""
         self.serving[key] = candidate
-        del self.candidates[key]
-        self.routes.set(env.name, row.name, candidate.ready_urls())
+        self.candidates.pop(key, None)
+        self.rollouts.pop(key, None)
+        self.routes.set(env.name, row.name, candidate.generation, candidate.ready_urls())
         if serving is not None:
             serving.stop()
         self.failed.pop(key, None)
         self._report(env, row, status=IN_SERVICE, reason=None, fleet=candidate)
         log.info("endpoint %s in %s: generation %s in service", row.name, env.name, row.generation)
+
+    def _roll(
+        self,
+        env: Environment,
+        row: Endpoint,
+        key: tuple[str, str],
+        candidate: Fleet,
+        serving: Fleet,
+    ) -> None:
+        """One step of a canary or linear rollout: hold, widen, finish, or roll back."""
+        rollout = self.rollouts[key]
+        for instance in candidate.instances:
+            candidate.check(instance)
+        died = next((i for i in candidate.instances if i.state in (FAILED, EXITED)), None)
+        stats = self.routes.take_stats(env.name, row.name, candidate.generation)
+        verdict, why = rollout.advance(stats, time.monotonic())
+        if died is not None:
+            verdict, why = "rollback", f"instance {died.index} of the new fleet exited"
+        if verdict == "rollback":
+            self.routes.end_canary(env.name, row.name)
+            self.rollouts.pop(key, None)
+            self._abandon(env, key, candidate)
+            self.failed[key] = candidate.generation
+            self._report(
+                env,
+                row,
+                status=IN_SERVICE,
+                reason=f"rollout of generation {candidate.generation} ({candidate.model_ref}) rolled back: "
+                f"{why}; still serving {serving.model_ref}",
+            )
+            log.warning("endpoint %s in %s: rolled back: %s", row.name, env.name, why)
+        elif verdict == "next":
+            self.routes.set_canary(
+                env.name, row.name, candidate.generation, candidate.ready_urls(), rollout.percent
+            )
+            self._report(
+                env,
+                row,
+                reason=f"{rollout.strategy.text()}: {rollout.percent:g} % of the traffic to generation {candidate.generation}",
+            )
+        elif verdict == "done":
+            self._switch(env, row, key, candidate, serving)
+
+    def _abandon(self, env: Environment, key: tuple[str, str], candidate: Fleet) -> None:
+        self.rollouts.pop(key, None)
+        self.routes.end_canary(*key)
+        self.candidates.pop(key, None)
+        candidate.stop()
 
     def _supervise(
         self, env: Environment, row: Endpoint, key: tuple[str, str], fleet: Fleet
@@ -247,12 +310,23 @@ class EndpointController:
                     fleet.start(instance)
             changed = changed or before != instance.state
         if changed:
-            self.routes.set(env.name, row.name, fleet.ready_urls())
+            if key in self.rollouts:
+                self._restable(env.name, row.name, fleet)
+            else:
+                self.routes.set(env.name, row.name, fleet.generation, fleet.ready_urls())
             self._report(env, row, fleet=fleet)
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def _restable(self, env: str, name: str, fleet: Fleet) -> None:
+        """New URLs for the stable fleet, keeping the canary's share as it is."""
+        with self.routes.lock:
+            route = self.routes.table.get((env, name))
+            if route is not None:
+                route.stable = (fleet.generation, fleet.ready_urls())
+
     def _stop_all(self, key: tuple[str, str], *, wait: bool = False) -> None:
+        self.rollouts.pop(key, None)
         self.routes.remove(*key)
         for table in (self.serving, self.candidates):
             found = table.pop(key, None)

@@ -4,13 +4,16 @@
 ``Content-Type`` and ``Accept`` headers — goes to a ready instance of the endpoint's serving
 fleet (round robin), over kept-alive connections (:mod:`lockgate.serving.upstream`). A request that could not be sent to an
 instance (it was draining, or just died) is sent once more to another, so a rollout fails no
-request. Clients outside the environment's ``allowed_clients`` get 403.
+request. During a canary rollout a canary's 5xx (or vanished instance) is counted against it and
+the request is answered by the stable fleet instead. Clients outside the environment's
+``allowed_clients`` get 403.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import TYPE_CHECKING
 
@@ -19,7 +22,7 @@ from lockgate.serving.instance import Receive, Scope, Send, answer, read_body
 from lockgate.serving.upstream import Upstream, UpstreamError
 
 if TYPE_CHECKING:
-    from lockgate.serving.controller import Routes
+    from lockgate.serving.routes import Routes
 
 PATH_RE = re.compile(r"^/endpoints/([a-z][a-z0-9-]{0,39})/invocations$")
 #: The gateway's own ceiling; each endpoint enforces its own (smaller) limit.
@@ -75,22 +78,34 @@ class Gateway:
             return
         sent = {k: headers[k] for k in FORWARDED if k in headers}
         tried: set[str] = set()
-        for _ in range(2):
+        stable_only = False
+        for _ in range(3):
             try:
-                url = self.routes.pick(self.env, name)
+                pick = self.routes.pick(self.env, name, stable_only=stable_only)
             except KeyError:
                 await answer(
                     send, *_error(404, f"no endpoint {name} in {self.env}"), "application/json"
                 )
                 return
-            if url is None or url in tried:
+            if pick is None or pick.url in tried:
                 break
-            tried.add(url)
-            host, _, port = url.removeprefix("http://").rpartition(":")
+            tried.add(pick.url)
+            host, _, port = pick.url.removeprefix("http://").rpartition(":")
+            start = time.perf_counter()
             try:
                 got = await self.upstream.post(host, int(port), "/invocations", body, sent)
             except UpstreamError:
-                continue  # the instance went away before answering: try another once
+                self.routes.observe(
+                    self.env, name, pick.generation, None, time.perf_counter() - start
+                )
+                stable_only = stable_only or not pick.stable
+                continue  # the instance went away before answering: try another
+            self.routes.observe(
+                self.env, name, pick.generation, got.status, time.perf_counter() - start
+            )
+            if got.status >= 500 and not pick.stable:
+                stable_only = True  # a canary's failure counts against it; the stable fleet answers
+                continue
             await answer(send, got.status, got.body, got.content_type)
             return
         await answer(

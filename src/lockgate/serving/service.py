@@ -16,6 +16,7 @@ from lockgate.config.names import check_name
 from lockgate.errors import ConflictError, NotFoundError, ValidationError
 from lockgate.platform import Environment, Platform
 from lockgate.serving.package import Manifest, manifest_of
+from lockgate.serving.rollout import Alarms, parse_strategy
 from lockgate.store import endpoints as db
 from lockgate.store.endpoints import DELETING, UPDATING, Endpoint
 
@@ -146,9 +147,12 @@ def update(
     model_ref: str | None = None,
     instances: int | None = None,
     config: dict[str, Any] | None = None,
+    strategy: str = "all-at-once",
+    alarms: Alarms | None = None,
     env: str | None = None,
 ) -> Endpoint:
-    """Change what ``name`` serves; the controller rolls it out blue/green."""
+    """Change what ``name`` serves; the controller rolls it out blue/green, moving the traffic
+    by ``strategy`` (see :mod:`lockgate.serving.rollout`) and rolling back when ``alarms`` fire."""
     handle = _environment(platform, env)
     authorize(handle.store, principal, "endpoint:write", env=handle.name, target=name)
     current = get(platform, principal, name, env=handle.name)
@@ -163,9 +167,19 @@ def update(
         values["model_ref"] = details["model"] = model_ref
     if instances is not None:
         values["instances"] = details["instances"] = _instances(instances)
+    parsed = parse_strategy(strategy)
+    watch = (alarms or Alarms()).check()
+    base = {k: v for k, v in current.config.items() if k != "rollout"}
+    merged = EndpointConfig(**{**base, **(config or {})}).check().to_dict()
+    # Each update carries its own strategy: the next one starts from all-at-once again.
+    merged["rollout"] = {
+        "strategy": parsed.text(),
+        "max_error_rate": watch.max_error_rate,
+        "max_p99_ms": watch.max_p99_ms,
+    }
+    values["config"] = merged
+    details["strategy"] = parsed.text()
     if config:
-        merged = EndpointConfig(**{**current.config, **config}).check()
-        values["config"] = merged.to_dict()
         details["config"] = config
     with handle.store.transaction() as session:
         fresh = db.get(session, name)
