@@ -11,6 +11,7 @@ import typer
 from lockgate import __version__
 from lockgate.cli import (
     audit,
+    batch,
     daemon,
     endpoint,
     env,
@@ -45,6 +46,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(events.rules_app, name="rules")
 app.command()(lineage.lineage)
 app.add_typer(endpoint.app, name="endpoint")
+app.add_typer(batch.app, name="batch")
 app.command()(daemon.up)
 app.command()(daemon.down)
 

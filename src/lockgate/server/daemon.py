@@ -6,7 +6,7 @@ It holds ``run/daemon.lock`` (an advisory lock the kernel drops when the process
 * the control-plane API on ``[daemon] bind_host:port`` (default 127.0.0.1:19700);
 * one gateway per environment on its network policy's ``bind_host`` and the first port of its
   ``port_range``;
-* the endpoint controller and the event worker, in threads.
+* the endpoint controller, the event worker and the batch-job worker, in threads.
 
 SIGTERM or Ctrl-C stops it gracefully: the servers stop accepting, endpoints drain, the files go.
 Endpoints are rows in the stores, so the next ``lockgate up`` serves them again.
@@ -157,6 +157,7 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
         threads = [
             threading.Thread(target=controller.run, args=(stop,), name="endpoint-controller"),
             threading.Thread(target=worker.run, args=(stop,), name="event-worker"),
+            threading.Thread(target=_batch_worker, args=(platform, stop), name="batch-worker"),
         ]
         try:
             _event_loop_run(_run_servers(servers, threads, home, info, on_ready))
@@ -167,6 +168,26 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
                     thread.join()
             controller.shutdown()
             (home.run_dir / INFO_FILE).unlink(missing_ok=True)
+
+
+def _batch_worker(platform: Platform, stop: threading.Event) -> None:
+    """Run batch jobs left to the daemon (`batch run --detach`) or whose driver died."""
+    import time
+
+    from lockgate.auth.principal import local_principal
+    from lockgate.serving import batch_service
+    from lockgate.store import batch as jobs
+
+    owner = local_principal()
+    while not stop.wait(0.5):
+        for name in platform.env_names:
+            env = platform.env(name)
+            with env.store.read() as session:
+                job = jobs.claimable(session, time.time())
+            if job is not None:
+                log.info("batch job %s in %s: running", job.id, name)
+                done = batch_service.drive(platform, owner, job.id, env=name)
+                log.info("batch job %s in %s: %s", job.id, name, done.status)
 
 
 def _event_loop_run(main: Any) -> None:

@@ -40,6 +40,10 @@ class Predictor(ABC):
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """The response body and its content type; :class:`CodecError` for a bad request."""
 
+    @abstractmethod
+    def predict(self, data: Any) -> Any:
+        """Predictions for already-decoded ``data`` (batch inference calls this)."""
+
 
 def load(model_dir: Path) -> Predictor:
     manifest = read_manifest(model_dir)
@@ -93,10 +97,13 @@ class EstimatorPredictor(Predictor):
             )
         self.rows = _Rows(manifest)
 
+    def predict(self, data: Any) -> Any:
+        return self.model.predict(data)
+
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         data = self.rows(body, content_type)
         try:
-            predictions = self.model.predict(data)
+            predictions = self.predict(data)
         except Exception as exc:  # the model's own failure, reported as such
             raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
         return codec.encode(predictions, accept)
@@ -113,9 +120,12 @@ class ScriptPredictor(Predictor):
         self.model = model_fn(str(model_dir)) if model_fn else _load_estimator(model_dir, manifest)
         self.rows = _Rows(manifest)
 
+    def predict(self, data: Any) -> Any:
+        predict_fn = getattr(self.script, "predict_fn", None)
+        return predict_fn(data, self.model) if predict_fn else self.model.predict(data)
+
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         input_fn = getattr(self.script, "input_fn", None)
-        predict_fn = getattr(self.script, "predict_fn", None)
         output_fn = getattr(self.script, "output_fn", None)
         if input_fn is None:
             data = self.rows(body, content_type)
@@ -128,7 +138,7 @@ class ScriptPredictor(Predictor):
             except (ValueError, TypeError, KeyError) as exc:
                 raise CodecError(400, f"input_fn refused the request: {exc}") from exc
         try:
-            prediction = predict_fn(data, self.model) if predict_fn else self.model.predict(data)
+            prediction = self.predict(data)
         except Exception as exc:  # the script's own failure, reported as such
             raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
         if output_fn is None:

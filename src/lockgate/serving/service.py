@@ -62,7 +62,7 @@ def _environment(platform: Platform, env: str | None) -> Environment:
     return platform.ready(env)
 
 
-def _model(
+def approved_model(
     platform: Platform, principal: Principal, ref: str, env: Environment
 ) -> tuple[str, Manifest]:
     """The digest and manifest of approved model ``ref`` in ``env``."""
@@ -117,7 +117,7 @@ def create(
     authorize(handle.store, principal, "endpoint:write", env=handle.name, target=name)
     _instances(instances)
     settings = (config or EndpointConfig()).check()
-    digest, _ = _model(platform, principal, model_ref, handle)
+    digest, _ = approved_model(platform, principal, model_ref, handle)
     with handle.store.transaction() as session:
         existing = db.list_all(session)
         if any(e.name == name for e in existing):
@@ -163,7 +163,7 @@ def update(
     values: dict[str, Any] = {}
     details: dict[str, Any] = {}
     if model_ref is not None:
-        values["model_digest"], _ = _model(platform, principal, model_ref, handle)
+        values["model_digest"], _ = approved_model(platform, principal, model_ref, handle)
         values["model_ref"] = details["model"] = model_ref
     if instances is not None:
         values["instances"] = details["instances"] = _instances(instances)

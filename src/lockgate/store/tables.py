@@ -260,3 +260,42 @@ class EndpointRow(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[str] = mapped_column(String(32))
     updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class BatchJobRow(Base):
+    """A batch inference job: a model over an input, written part by part to an output."""
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(60))
+    model_digest: Mapped[str] = mapped_column(String(80))
+    input_uri: Mapped[str] = mapped_column(Text)
+    output_uri: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(10))
+    workers: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    parts: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class BatchPartRow(Base):
+    """One slice of a job's input; ``done`` once its output file is in place."""
+
+    __tablename__ = "batch_parts"
+
+    job_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    first_row: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
