@@ -265,3 +265,37 @@ def _get_or_none(platform: Platform, admin: Principal, name: str, env: str) -> A
         return endpoints.get(platform, admin, name, env=env)
     except NotFoundError:
         return None
+
+
+def test_the_daemon_runs_a_detached_batch_job(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    ref = _approved(served, admin, make_model(tmp_path / "m"))
+    pd.DataFrame({"a": [1.0, 0.0], "b": [2.0, 0.0], "c": [3.0, 1.0]}).to_csv(
+        tmp_path / "in.csv", index=False
+    )
+    out = tmp_path / "out"
+    started = run_cli(
+        served.home,
+        "batch",
+        "run",
+        "-m",
+        ref,
+        "-i",
+        str(tmp_path / "in.csv"),
+        "-o",
+        str(out),
+        "--detach",
+    )
+    assert started.code == 0 and "the daemon runs it" in started.out
+    [job] = json.loads(run_cli(served.home, "batch", "list", "--json").out)
+    _until(
+        lambda: (
+            json.loads(run_cli(served.home, "batch", "show", job["id"], "--json").out)["status"]
+            == "succeeded"
+        ),
+        timeout=60,
+    )
+    assert pd.read_csv(out / "part-00000.csv")["prediction"].round().tolist() == [14.0, 3.0]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import tempfile
 import threading
 import time
@@ -16,6 +14,7 @@ from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.errors import ConflictError, LockgateError, NotFoundError, ValidationError
 from lockgate.ids import isoformat, new_id, utcnow
+from lockgate.pipelines.leases import owner_id, owner_is_gone
 from lockgate.platform import Environment, Platform
 from lockgate.serving import batch
 from lockgate.serving.service import approved_model
@@ -109,12 +108,13 @@ def drive(
     job = get(platform, principal, job_id, env=handle.name)
     if job.status in (SUCCEEDED, FAILED):
         return job
-    owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+    owner = owner_id()
+    gone = job.lease_owner is not None and owner_is_gone(job.lease_owner)
     with handle.store.transaction() as session:
-        if not db.lease(session, job_id, owner, time.time(), LEASE_S):
+        if not db.lease(session, job_id, owner, time.time(), LEASE_S, take_over=gone):
             raise ConflictError(
                 f"batch job {job_id} is being run by {job.lease_owner}.",
-                hint="Wait for it, or resume it once that process is gone.",
+                hint="Wait for it; once that process is gone its lease lapses and you can resume it.",
             )
         db.change_job(
             session, job_id, status=RUNNING, started_at=job.started_at or isoformat(utcnow())

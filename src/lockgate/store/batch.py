@@ -102,12 +102,22 @@ def change_job(session: Session, job_id: str, **values: Any) -> None:
     session.execute(update(BatchJobRow).where(BatchJobRow.id == job_id).values(**values))
 
 
-def lease(session: Session, job_id: str, owner: str, now: float, lease_s: float) -> bool:
-    """Take or renew the job's lease; False when another live driver holds it."""
+def lease(
+    session: Session,
+    job_id: str,
+    owner: str,
+    now: float,
+    lease_s: float,
+    *,
+    take_over: bool = False,
+) -> bool:
+    """Take or renew the job's lease; False when another driver holds it (unless ``take_over``,
+    for a holder known to be gone)."""
     row = session.get(BatchJobRow, job_id, with_for_update=True)
     if row is None:
         return False
-    if row.lease_owner not in (None, owner) and (row.lease_expires_at or 0) > now:
+    held = row.lease_owner not in (None, owner) and (row.lease_expires_at or 0) > now
+    if held and not take_over:
         return False
     row.lease_owner, row.lease_expires_at = owner, now + lease_s
     return True
