@@ -73,45 +73,42 @@ def train(folder: Path) -> Path:
     return folder
 
 
-def mlflow_venv() -> Path | None:
-    """The venv's python with mlflow importable, installing it if need be; None if that failed."""
+def skip(why: str, *lines: str) -> None:
+    print(f"mlflow: peer comparison skipped: {why}", *lines, sep="\n  ", flush=True)
+
+
+def run_with_heartbeat(command: list[str | Path], label: str, start: float) -> bool:
+    """Run ``command``, saying every 30 s that it still runs; False (and why) if it failed."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while True:
+        try:
+            output, _ = proc.communicate(timeout=30)
+            break
+        except subprocess.TimeoutExpired:
+            print(f"mlflow: {label}: still running ({time.monotonic() - start:.0f} s)", flush=True)
+    if proc.returncode != 0:
+        skip(f"{label} failed (exit {proc.returncode}); its output ends:", *output.splitlines()[-4:])
+        return False
+    print(f"mlflow: {label}: done ({time.monotonic() - start:.0f} s)", flush=True)
+    return True
+
+
+def mlflow_venv(wanted: str) -> Path | None:
+    """The venv's python with mlflow ``wanted`` importable, installed if need be; None if not."""
     python = VENV / "bin" / "python"
-    if (
-        python.exists()
-        and subprocess.run([python, "-c", "import mlflow"], capture_output=True).returncode == 0
-    ):
-        print(f"mlflow: reusing {VENV}", flush=True)
+    check = [python, "-c", f"import mlflow; assert mlflow.__version__ == {wanted!r}"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        print(f"mlflow: reusing {VENV} (mlflow {wanted})", flush=True)
         return python
     shutil.rmtree(VENV, ignore_errors=True)
-    packages = [MLFLOW, f"scikit-learn=={version('scikit-learn')}", "pandas"]
-    print(
-        f"mlflow: creating {VENV} and installing {' '.join(packages)} (a few minutes)…", flush=True
-    )
+    packages = [f"mlflow=={wanted}", f"scikit-learn=={version('scikit-learn')}", "pandas"]
+    print(f"mlflow: installing {' '.join(packages)} into {VENV} (a few minutes)", flush=True)
     start = time.monotonic()
-    steps = {
-        "create the venv": [sys.executable, "-m", "venv", str(VENV)],
-        "pip install": [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            *packages,
-        ],
-    }
-    for label, step in steps.items():
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            print(
-                f"mlflow: peer comparison skipped: {label} failed ({done.returncode}):",
-                *tail,
-                sep="\n  ",
-            )
-            return None
-        print(f"mlflow: {label}: done ({time.monotonic() - start:.0f} s)", flush=True)
-    return python
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages]
+    if run_with_heartbeat([sys.executable, "-m", "venv", VENV], "python -m venv", start):
+        if run_with_heartbeat(pip, "pip install", start):
+            return python
+    return None
 
 
 def free_port() -> int:

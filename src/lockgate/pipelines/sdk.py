@@ -391,8 +391,10 @@ def transform(
     drop: list[str] | None = None,
     name: str = "transform",
 ) -> OutputRef:
-    """Batch predictions: apply ``model`` (a Model folder with ``model.joblib``) to every row of
-    ``data``'s ``input_file``; the output Dataset holds ``predictions.csv``."""
+    """Batch predictions with the batch-inference engine: apply ``model`` (a model package, as
+    ``Model.save`` writes it, or one with ``inference.py``) to every row of ``data``'s
+    ``input_file`` (CSV, JSON lines or Parquet), leaving out the ``drop`` columns; the output
+    Dataset holds ``predictions.csv``."""
     node = Node(
         name,
         "transform",

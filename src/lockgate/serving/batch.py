@@ -137,10 +137,14 @@ def _load(model_dir: str, threads: int) -> None:
     _features = _predictor.manifest.features
 
 
-def _run_part(index: int, part: PartSpec, fmt: str, output_uri: str) -> tuple[int, str, float]:
+def _run_part(
+    index: int, part: PartSpec, fmt: str, output_uri: str, drop: tuple[str, ...] = ()
+) -> tuple[int, str, float]:
     start = time.perf_counter()
     frame = read_part(part, fmt)
-    if _features:
+    if drop:
+        inputs = frame.drop(columns=[c for c in drop if c in frame.columns])
+    elif _features:
         missing = [f for f in _features if f not in frame.columns]
         if missing:
             raise ValidationError(
@@ -162,8 +166,13 @@ def run_parts(
     output_uri: str,
     workers: int,
     on_done: Callable[[int, str, float], None],
+    *,
+    drop: tuple[str, ...] = (),
 ) -> None:
-    """Predict ``todo`` with ``workers`` processes; ``on_done`` as each part's file is in place."""
+    """Predict ``todo`` with ``workers`` processes; ``on_done`` as each part's file is in place.
+
+    ``drop`` names input columns the model must not see (e.g. the label), for a model that does
+    not record its feature names."""
     import multiprocessing
 
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -175,7 +184,7 @@ def run_parts(
         initargs=(str(model_dir), threads),
     ) as pool:
         pending: set[Future[tuple[int, str, float]]] = {
-            pool.submit(_run_part, index, part, fmt, output_uri) for index, part in todo
+            pool.submit(_run_part, index, part, fmt, output_uri, drop) for index, part in todo
         }
         try:
             while pending:
