@@ -7,7 +7,7 @@ one instance / worker each, one numeric thread each (``OMP_NUM_THREADS=1``):
   one instance, called through the environment's gateway (the endpoint's stable URL).
 * **mlflow**: ``mlflow models serve --env-manager local --workers 1`` on the same fitted estimator
   (saved with ``mlflow.sklearn.save_model``). mlflow lives in its own virtual environment,
-  ``.bench-cache/mlflow-venv``, created and installed on the first run (a few minutes), reused after.
+  ``.bench-cache/mlflow-venv``, installed on the first run (a few minutes) and reused after.
 
 For each: **p50 latency** of one client over a kept-alive connection (after 50 warm-up requests),
 and **requests per second** of 8 concurrent clients, each on its own kept-alive connection, one
@@ -15,7 +15,8 @@ row per request; every response must be a 200 (others count as failures). Also m
 first good ``/ping``. Target: Lockgate at least 2× mlflow's throughput.
 
 Timings inform; they never fail anything, and neither does a failed mlflow installation (the
-comparison is then skipped). Usage: ``python bench/bench_serving_peer.py [--seconds N]``.
+comparison is then skipped). Usage:
+``python bench/bench_serving_peer.py [--seconds N] [--requests N] [--mlflow-version X.Y.Z]``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ from lockgate.serving import service as endpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench-cache" / "mlflow-venv"
-MLFLOW = "mlflow==3.18.0"
+MLFLOW_VERSION = "3.18.0"  # the version the issue names
 ROW = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0.0, 0.0, 1.0]
 CLIENTS = 8
 GATEWAY, DAEMON = 39300, 39499
-SAVE = "import joblib, mlflow.sklearn, sys; mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2])"
+SAVE = """import joblib, mlflow.sklearn, sys
+mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2])"""
 
 
 def train(folder: Path) -> Path:
@@ -87,7 +89,8 @@ def run_with_heartbeat(command: list[str | Path], label: str, start: float) -> b
         except subprocess.TimeoutExpired:
             print(f"mlflow: {label}: still running ({time.monotonic() - start:.0f} s)", flush=True)
     if proc.returncode != 0:
-        skip(f"{label} failed (exit {proc.returncode}); its output ends:", *output.splitlines()[-4:])
+        tail = [line[:200] for line in output.splitlines() if not line.startswith("WARNING")]
+        skip(f"{label} failed (exit {proc.returncode}); its output ends:", *tail[-4:])
         return False
     print(f"mlflow: {label}: done ({time.monotonic() - start:.0f} s)", flush=True)
     return True
@@ -105,10 +108,11 @@ def mlflow_venv(wanted: str) -> Path | None:
     print(f"mlflow: installing {' '.join(packages)} into {VENV} (a few minutes)", flush=True)
     start = time.monotonic()
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages]
-    if run_with_heartbeat([sys.executable, "-m", "venv", VENV], "python -m venv", start):
-        if run_with_heartbeat(pip, "pip install", start):
-            return python
-    return None
+    venv = [sys.executable, "-m", "venv", VENV]
+    ok = run_with_heartbeat(venv, "python -m venv", start) and run_with_heartbeat(
+        pip, "pip install", start
+    )
+    return python if ok else None
 
 
 def free_port() -> int:
@@ -118,35 +122,18 @@ def free_port() -> int:
 
 
 def serve_mlflow(python: Path, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    env["VIRTUAL_ENV"] = str(VENV)
-    command = [
-        python.parent / "mlflow",
-        "models",
-        "serve",
-        "-m",
-        str(model),
-        "--env-manager",
-        "local",
-    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VIRTUAL_ENV": str(VENV)}
+    env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"  # its own uvicorn, not ours
+    command = [python.parent / "mlflow", "models", "serve", "-m", model, "--env-manager", "local"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with log.open("wb") as out:
+    with log.open("wb") as out:  # the child keeps its own handle
         return subprocess.Popen(
-            command,
-            env=env,
-            cwd=log.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, env=env, cwd=log.parent, stdout=out, stderr=out, start_new_session=True
         )
 
 
 def wait_ping(proc: subprocess.Popen[bytes], port: int, timeout: float) -> float:
-    """Seconds from now to the first 200 on ``/ping``; raises RuntimeError past the timeout."""
+    """Seconds from now to the first 200 on ``/ping``; RuntimeError past ``timeout``."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
@@ -154,25 +141,27 @@ def wait_ping(proc: subprocess.Popen[bytes], port: int, timeout: float) -> float
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
             conn.request("GET", "/ping")
-            if conn.getresponse().status == 200:
-                return time.monotonic() - start
+            ok = conn.getresponse().status == 200
         except OSError:
-            time.sleep(0.05)  # not listening yet
+            ok = False  # not listening yet
         finally:
             conn.close()
+        if ok:
+            return time.monotonic() - start
+        time.sleep(0.05)
     raise RuntimeError(f"mlflow models serve did not answer /ping within {timeout:.0f} s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server and every child of its session."""
-    with contextlib.suppress(ProcessLookupError):  # the group is already gone
+    """Terminate the server and every process of its session."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group is already gone
         os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
         proc.wait()
-    with contextlib.suppress(ProcessLookupError):  # children that outlived the leader
+    with contextlib.suppress(ProcessLookupError):  # none outlived the leader
         os.killpg(proc.pid, signal.SIGKILL)
 
 
@@ -183,32 +172,35 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bool:
         response.read()
         return response.status == 200
     except (OSError, http.client.HTTPException):
-        conn.close()  # the next request reconnects
+        conn.close()  # counted as a failure; the next request reconnects
         return False
 
 
-def p50(port: int, path: str, body: bytes, n: int) -> tuple[float, int]:
+def latency(port: int, path: str, body: bytes, n: int) -> tuple[float, int]:
+    """p50 in ms of one client, kept alive, after 50 warm-up requests; and the failures."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
     times, failures = [], 0
     for i in range(n + 50):
         start = time.perf_counter()
-        ok = post(conn, path, body)
-        if i >= 50:  # the first ones warm the connection and the model
+        failures += not post(conn, path, body)
+        if i >= 50:
             times.append((time.perf_counter() - start) * 1000)
-        failures += not ok
     conn.close()
     return statistics.median(times), failures
 
 
 def throughput(port: int, path: str, body: bytes, seconds: float) -> tuple[float, int]:
-    counts, failures = [0] * CLIENTS, [0] * CLIENTS
+    """Good responses per second of CLIENTS threads, each kept alive; and the failures."""
+    good, bad = [0] * CLIENTS, [0] * CLIENTS
     stop_at = time.monotonic() + seconds
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         while time.monotonic() < stop_at:
-            failures[i] += not post(conn, path, body)
-            counts[i] += 1
+            if post(conn, path, body):
+                good[i] += 1
+            else:
+                bad[i] += 1
         conn.close()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
@@ -217,10 +209,19 @@ def throughput(port: int, path: str, body: bytes, seconds: float) -> tuple[float
         t.start()
     for t in threads:
         t.join()
-    return (sum(counts) - sum(failures)) / (time.monotonic() - start), sum(failures)
+    return sum(good) / (time.monotonic() - start), sum(bad)
+
+
+def measure(
+    port: int, path: str, body: bytes, args: argparse.Namespace
+) -> tuple[float, float, int]:
+    p50, failed = latency(port, path, body, args.requests)
+    rps, failed_too = throughput(port, path, body, args.seconds)
+    return p50, rps, failed + failed_too
 
 
 def start_lockgate(home: Home, folder: Path, env: dict[str, str]) -> None:
+    """A platform of one environment, the daemon up, and one endpoint of one instance in service."""
     me = local_principal()
     init(home, me, org="bench", environments=["dev"])
     text = home.platform_file.read_text().replace(
@@ -234,12 +235,8 @@ def start_lockgate(home: Home, folder: Path, env: dict[str, str]) -> None:
     infra.apply(platform, me, confirm=lambda plan: True)
     ref = registry.register(platform, me, folder, "abalone").ref
     registry.set_status(platform, me, ref, registry.APPROVED)
-    subprocess.run(
-        [sys.executable, "-m", "lockgate", "up", "--detach"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    up = [sys.executable, "-m", "lockgate", "up", "--detach"]
+    subprocess.run(up, env=env, check=True, capture_output=True)
     endpoints.create(platform, me, "abalone", ref, instances=1)
     while (found := endpoints.get(platform, me, "abalone")).status != "InService":
         if found.status == "Failed":
@@ -247,12 +244,25 @@ def start_lockgate(home: Home, folder: Path, env: dict[str, str]) -> None:
         time.sleep(0.01)
 
 
+def report(rows: dict[str, tuple[float, float, int]], seconds: float, to_ping: float) -> None:
+    print(f"\nserving abalone, 1 row per request, 1 instance / worker each ({seconds:g} s runs):")
+    print(f"  {'':<22}{'p50 ms':>8}{f'requests/s ({CLIENTS} clients)':>26}{'failures':>10}")
+    for label, (p50, rps, failures) in rows.items():
+        print(f"  {label:<22}{p50:8.2f}{rps:26.0f}{failures:10d}")
+    (_, ours, _), (_, theirs, _) = rows.values()
+    ratio = ours / theirs if theirs else float("inf")
+    print(f"  throughput Lockgate / mlflow: {ratio:.2f}× (target ≥ 2×: ", end="")
+    print(f"{'met' if ratio >= 2 else 'NOT met'})")
+    print(f"  mlflow models serve, start → first good /ping: {to_ping:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--requests", type=int, default=1000, help="latency requests per server")
+    parser.add_argument("--seconds", type=float, default=5.0, help="of each throughput run")
+    parser.add_argument("--requests", type=int, default=1000, help="of each latency run")
+    parser.add_argument("--mlflow-version", default=MLFLOW_VERSION)
     args = parser.parse_args()
-    python = mlflow_venv()
+    python = mlflow_venv(args.mlflow_version)
     if python is None:
         return
     workdir = Path(tempfile.mkdtemp(prefix="lockgate-bench-peer-"))
@@ -261,49 +271,26 @@ def main() -> None:
     server: subprocess.Popen[bytes] | None = None
     try:
         folder = train(workdir / "model")
-        features = json.loads((folder / "lockgate-model.json").read_text())["features"]
+        print("Lockgate: starting the daemon and the endpoint", flush=True)
         start_lockgate(home, folder, env)
-        path, body = "/endpoints/abalone/invocations", json.dumps([ROW]).encode()
-        rows = {
-            "Lockgate (gateway)": (
-                *p50(GATEWAY, path, body, args.requests),
-                *throughput(GATEWAY, path, body, args.seconds),
-            )
-        }
+        path = "/endpoints/abalone/invocations"
+        rows = {"Lockgate (gateway)": measure(GATEWAY, path, json.dumps([ROW]).encode(), args)}
 
-        subprocess.run(
-            [python, "-c", SAVE, folder / "model.joblib", workdir / "mlflow-model"],
-            check=True,
-            capture_output=True,
-        )
+        save = [python, "-c", SAVE, folder / "model.joblib", workdir / "mlflow-model"]
+        saved = subprocess.run(save, capture_output=True, text=True)
+        if saved.returncode != 0:
+            return skip("mlflow.sklearn.save_model failed:", *saved.stderr.splitlines()[-4:])
         port, log = free_port(), workdir / "mlflow.log"
+        print(f"mlflow: starting mlflow models serve on port {port}", flush=True)
         server = serve_mlflow(python, workdir / "mlflow-model", port, log)
         try:
             to_ping = wait_ping(server, port, timeout=120)
         except RuntimeError as exc:
-            print(
-                f"mlflow: peer comparison skipped: {exc}; its log ends:",
-                *log.read_text().splitlines()[-10:],
-                sep="\n  ",
-            )
-            return
+            return skip(f"{exc}; its log ends:", *log.read_text().splitlines()[-8:])
+        features = json.loads((folder / "lockgate-model.json").read_text())["features"]
         body = json.dumps({"dataframe_split": {"columns": features, "data": [ROW]}}).encode()
-        rows["mlflow models serve"] = (
-            *p50(port, "/invocations", body, args.requests),
-            *throughput(port, "/invocations", body, args.seconds),
-        )
-
-        print(
-            f"\nserving abalone, 1 row per request, 1 instance / worker each, {CLIENTS} clients for {args.seconds:g} s:"
-        )
-        print(f"  {'':<22}{'p50 ms':>8}{'requests/s':>12}{'failures':>10}")
-        for label, (latency, bad, rps, bad_too) in rows.items():
-            print(f"  {label:<22}{latency:8.2f}{rps:12.0f}{bad + bad_too:10d}")
-        ratio = rows["Lockgate (gateway)"][2] / rows["mlflow models serve"][2]
-        print(
-            f"  throughput Lockgate / mlflow: {ratio:.2f}× (target ≥ 2×: {'met' if ratio >= 2 else 'NOT met'})"
-        )
-        print(f"  mlflow models serve start → first good /ping: {to_ping:.2f} s")
+        rows["mlflow models serve"] = measure(port, "/invocations", body, args)
+        report(rows, args.seconds, to_ping)
     finally:
         if server is not None:
             stop(server)

@@ -299,3 +299,23 @@ def test_the_daemon_runs_a_detached_batch_job(
         timeout=60,
     )
     assert pd.read_csv(out / "part-00000.csv")["prediction"].round().tolist() == [14.0, 3.0]
+
+
+def test_the_daemon_drives_a_detached_pipeline_run(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    import shutil
+
+    from lockgate.pipelines import service as pipelines
+
+    project = tmp_path / "project"
+    shutil.copytree(Path(__file__).parents[1] / "pipelines" / "projects" / "basic", project)
+    pipelines.upsert(served, admin, f"{project}/pipe.py:basic")
+    started = run_cli(served.home, "pipeline", "run", "basic", "--detach")
+    assert started.code == 0 and "left to the daemon" in started.out, started.err
+    [execution] = pipelines.list_executions(served, admin)
+    done = _until(
+        lambda: (e := pipelines.get_execution(served, admin, execution.id)).finished_at and e,
+        timeout=90,
+    )
+    assert done.status == "succeeded"

@@ -29,7 +29,13 @@ _STYLE = {
 
 def detach_execution(platform: Platform, execution_id: str, env: str) -> None:
     from lockgate.pipelines import service
+    from lockgate.server.daemon import running
 
+    if running(platform.home):
+        console.print(
+            f"Execution [bold]{execution_id}[/bold] left to the daemon, which starts it within seconds."
+        )
+        return
     service.spawn_driver(platform, execution_id, env)
     console.print(
         f"Execution [bold]{execution_id}[/bold] started in the background. Follow it with `lockgate pipeline describe {execution_id}`."

@@ -6,7 +6,8 @@ It holds ``run/daemon.lock`` (an advisory lock the kernel drops when the process
 * the control-plane API on ``[daemon] bind_host:port`` (default 127.0.0.1:19700);
 * one gateway per environment on its network policy's ``bind_host`` and the first port of its
   ``port_range``;
-* the endpoint controller, the event worker and the batch-job worker, in threads.
+* the endpoint controller, the event worker, the batch-job worker and the runner of detached
+  pipeline executions (it also adopts one whose orchestrator died), in threads.
 
 SIGTERM or Ctrl-C stops it gracefully: the servers stop accepting, endpoints drain, the files go.
 Endpoints are rows in the stores, so the next ``lockgate up`` serves them again.
@@ -158,6 +159,9 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
             threading.Thread(target=controller.run, args=(stop,), name="endpoint-controller"),
             threading.Thread(target=worker.run, args=(stop,), name="event-worker"),
             threading.Thread(target=_batch_worker, args=(platform, stop), name="batch-worker"),
+            threading.Thread(
+                target=_pipeline_runner, args=(platform, stop), name="pipeline-runner"
+            ),
         ]
         try:
             _event_loop_run(_run_servers(servers, threads, home, info, on_ready))
@@ -188,6 +192,59 @@ def _batch_worker(platform: Platform, stop: threading.Event) -> None:
                 log.info("batch job %s in %s: running", job.id, name)
                 done = batch_service.drive(platform, owner, job.id, env=name)
                 log.info("batch job %s in %s: %s", job.id, name, done.status)
+
+
+#: Seconds a pending execution without a driver waits before the daemon drives it (a foreground
+#: `pipeline run` takes its lease within milliseconds of creating it).
+PENDING_GRACE_S = 3.0
+#: Executions the daemon drives at once.
+MAX_EXECUTIONS = 4
+
+
+def _pipeline_runner(platform: Platform, stop: threading.Event) -> None:
+    """Drive detached executions, and adopt those whose orchestrator died (lease lapsed)."""
+    import time
+    from datetime import datetime
+
+    from lockgate.auth.principal import local_principal
+    from lockgate.errors import LockgateError
+    from lockgate.pipelines import service
+    from lockgate.pipelines.leases import owner_is_gone
+    from lockgate.store import pipelines as db
+
+    owner = local_principal()
+    drivers: dict[str, threading.Thread] = {}
+
+    def drive(execution_id: str, env: str) -> None:
+        try:
+            done = service.drive(platform, owner, execution_id, env=env)
+            log.info("execution %s in %s: %s", execution_id, env, done.status)
+        except LockgateError as exc:  # e.g. another driver took it first: nothing to do
+            log.info("execution %s in %s not driven here: %s", execution_id, env, exc.message)
+
+    while not stop.wait(1.0):
+        drivers = {k: t for k, t in drivers.items() if t.is_alive()}
+        now = time.time()
+        for name in platform.env_names:
+            with platform.env(name).store.read() as session:
+                active = db.active_executions(session)
+            for e in active:
+                if e.id in drivers or len(drivers) >= MAX_EXECUTIONS:
+                    continue
+                created = datetime.fromisoformat(e.created_at.replace("Z", "+00:00")).timestamp()
+                waiting = (
+                    e.status == "pending"
+                    and e.lease_owner is None
+                    and now - created > PENDING_GRACE_S
+                )
+                orphaned = e.lease_owner is not None and (
+                    (e.lease_expires_at or 0) < now or owner_is_gone(e.lease_owner)
+                )
+                if waiting or orphaned:
+                    log.info("execution %s in %s: driving it", e.id, name)
+                    thread = threading.Thread(target=drive, args=(e.id, name), daemon=True)
+                    drivers[e.id] = thread
+                    thread.start()
 
 
 def _event_loop_run(main: Any) -> None:

@@ -212,6 +212,12 @@ def add_execution(
         session.add(StepRunRow(execution_id=execution.id, step=name, status="pending", attempt=0))
 
 
+def active_executions(session: Session) -> list[Execution]:
+    """Executions not finished yet (pending, running or stopping), oldest first."""
+    query = select(ExecutionRow).where(ExecutionRow.status.in_(ACTIVE)).order_by(ExecutionRow.id)
+    return [_execution(r) for r in session.scalars(query)]
+
+
 def execution_by_key(session: Session, idempotency_key: str) -> Execution | None:
     row = session.scalar(
         select(ExecutionRow).where(ExecutionRow.idempotency_key == idempotency_key)
