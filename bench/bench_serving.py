@@ -130,8 +130,8 @@ def main() -> None:
             "allow_self_approval = false", "allow_self_approval = true"
         )
         home.platform_file.write_text(
-            text.replace("port_range = [20000, 20999]", "port_range = [39000, 39099]")
-            + "\n[daemon]\nport = 39199\n"
+            text.replace("port_range = [20000, 20999]", "port_range = [29000, 29099]")
+            + "\n[daemon]\nport = 29199\n"
         )
         platform = Platform.open(home)
         infra.apply(platform, me, confirm=lambda plan: True)
@@ -158,9 +158,9 @@ def main() -> None:
         instance_port = found.serving["instances"][0]["port"]
 
         floor = in_process(folder, args.requests)
-        gateway = latencies("127.0.0.1", 39000, "/endpoints/abalone/invocations", args.requests)
+        gateway = latencies("127.0.0.1", 29000, "/endpoints/abalone/invocations", args.requests)
         direct = latencies("127.0.0.1", instance_port, "/invocations", args.requests)
-        gateway_rps = throughput("127.0.0.1", 39000, "/endpoints/abalone/invocations", args.seconds)
+        gateway_rps = throughput("127.0.0.1", 29000, "/endpoints/abalone/invocations", args.seconds)
         direct_rps = throughput("127.0.0.1", instance_port, "/invocations", args.seconds)
 
         base = statistics.median(floor)

@@ -55,7 +55,8 @@ ROW = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0.0, 0.0, 1.0]
 CLIENTS = 8
 GATEWAY, DAEMON = 39300, 39499
 SAVE = """import joblib, mlflow.sklearn, sys
-mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2])"""
+trusted = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]  # skops asks
+mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], skops_trusted_types=trusted)"""
 
 
 def train(folder: Path) -> Path:
