@@ -319,3 +319,16 @@ def test_the_daemon_drives_a_detached_pipeline_run(
         timeout=90,
     )
     assert done.status == "succeeded"
+
+
+def test_a_tampered_model_is_never_served(
+    served: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    ref = _approved(served, admin, make_model(tmp_path / "m"))
+    store = served.env("dev").artifacts
+    manifest = json.loads(store.get_bytes(registry.get(served, admin, ref).model_digest))
+    joblib_entry = next(e for e in manifest if e["path"] == "model.joblib")
+    Path(store._blob_path(joblib_entry["digest"])).write_bytes(b"not the model that was approved")
+    failed = run_cli(served.home, "endpoint", "create", "lin", "--model", ref)
+    assert failed.code == 7 and f"cannot use {ref}" in failed.err
+    assert endpoints.get(served, admin, "lin").status == "Failed"
