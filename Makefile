@@ -56,6 +56,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_registry.py
 	$(BIN)/python bench/bench_automation.py
 	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_batch.py
 
 demo-clean:
 	if [ -f $(DEMO_HOME)/run/daemon.json ] && [ -x $(BIN)/lockgate ]; then $(LG) down; fi

@@ -32,6 +32,9 @@ class PartSpec:
     source: str
     first_row: int
     rows: int
+    #: Where the part's first line starts (CSV, JSON lines): a worker seeks there instead of
+    #: reading every line before it.
+    byte_offset: int | None = None
 
 
 def _fs(uri: str) -> tuple[Any, str]:
@@ -64,46 +67,79 @@ def input_files(uri: str) -> tuple[list[str], str]:
 
 
 def plan(uri: str, part_rows: int = PART_ROWS) -> tuple[list[PartSpec], str]:
-    """Cut the input into parts of at most ``part_rows`` rows."""
+    """Cut the input into parts of at most ``part_rows`` rows (one pass over each file)."""
     files, fmt = input_files(uri)
     parts: list[PartSpec] = []
     for source in files:
-        total = _count_rows(source, fmt)
-        parts.extend(
-            PartSpec(source, first, min(part_rows, total - first))
-            for first in range(0, total, part_rows)
-        )
+        if fmt == "parquet":
+            total = _parquet_rows(source)
+            parts.extend(
+                PartSpec(source, first, min(part_rows, total - first))
+                for first in range(0, total, part_rows)
+            )
+        else:
+            parts.extend(_line_parts(source, fmt, part_rows))
     if not parts:
         raise ValidationError(f"the input {uri} has no rows.")
     return parts, fmt
 
 
-def _count_rows(source: str, fmt: str) -> int:
-    fs, path = _fs(source)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+def _parquet_rows(source: str) -> int:
+    import pyarrow.parquet as pq
 
-        with fs.open(path, "rb") as handle:
-            return int(pq.ParquetFile(handle).metadata.num_rows)
+    fs, path = _fs(source)
     with fs.open(path, "rb") as handle:
-        lines = sum(1 for line in handle if line.strip())
-    return lines - 1 if fmt == "csv" else lines
+        return int(pq.ParquetFile(handle).metadata.num_rows)
+
+
+def _line_parts(source: str, fmt: str, part_rows: int) -> list[PartSpec]:
+    fs, path = _fs(source)
+    parts: list[PartSpec] = []
+    with fs.open(path, "rb") as handle:
+        if fmt == "csv":
+            handle.readline()  # the header
+        position, row, start, start_row = handle.tell(), 0, handle.tell(), 0
+        for line in handle:
+            if line.strip():
+                if row - start_row == part_rows:
+                    parts.append(PartSpec(source, start_row, part_rows, start))
+                    start, start_row = position, row
+                row += 1
+            position += len(line)
+        if row > start_row:
+            parts.append(PartSpec(source, start_row, row - start_row, start))
+    return parts
 
 
 def read_part(part: PartSpec, fmt: str) -> Any:
+    import io
+
     import pandas as pd
 
     fs, path = _fs(part.source)
     with fs.open(path, "rb") as handle:
-        if fmt == "csv":
-            return pd.read_csv(handle, skiprows=range(1, part.first_row + 1), nrows=part.rows)
-        if fmt == "jsonl":
-            lines = [line for line in handle if line.strip()][
-                part.first_row : part.first_row + part.rows
-            ]
-            return pd.DataFrame([json.loads(line) for line in lines])
-        frame = pd.read_parquet(handle)
-    return frame.iloc[part.first_row : part.first_row + part.rows].reset_index(drop=True)
+        if fmt == "parquet":
+            frame = pd.read_parquet(handle)
+            return frame.iloc[part.first_row : part.first_row + part.rows].reset_index(drop=True)
+        header = handle.readline() if fmt == "csv" else b""
+        skip = 0
+        if part.byte_offset is not None:
+            handle.seek(part.byte_offset)
+        else:
+            skip = part.first_row  # no offset known: step over the rows before the part
+        lines: list[bytes] = []
+        while len(lines) < part.rows:
+            line = handle.readline()
+            if not line:
+                break
+            if line.strip():
+                if skip:
+                    skip -= 1
+                else:
+                    lines.append(line)
+    if fmt == "csv":
+        return pd.read_csv(io.BytesIO(header + b"".join(lines)))
+    return pd.DataFrame([json.loads(line) for line in lines])
 
 
 def write_part(frame: Any, output_uri: str, index: int, fmt: str) -> str:

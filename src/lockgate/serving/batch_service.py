@@ -83,7 +83,7 @@ def start(
         finished_at=None,
     )
     with handle.store.transaction() as session:
-        db.add_job(session, job, [(p.source, p.first_row, p.rows) for p in parts])
+        db.add_job(session, job, [(p.source, p.first_row, p.rows, p.byte_offset) for p in parts])
         audit.record(
             session,
             actor=principal.name,
@@ -136,7 +136,10 @@ def drive(
 
             batch.run_parts(
                 model_dir,
-                [(p.part, batch.PartSpec(p.source, p.first_row, p.rows)) for p in todo],
+                [
+                    (p.part, batch.PartSpec(p.source, p.first_row, p.rows, p.byte_offset))
+                    for p in todo
+                ],
                 job.format,
                 job.output_uri,
                 job.workers,

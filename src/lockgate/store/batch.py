@@ -44,6 +44,7 @@ class BatchPart:
     source: str
     first_row: int
     rows: int
+    byte_offset: int | None
     status: str
     output: str | None
     seconds: float | None
@@ -60,9 +61,9 @@ def _part(row: BatchPartRow) -> BatchPart:
     return BatchPart(**{c: getattr(row, c) for c in BatchPart.__dataclass_fields__})
 
 
-def add_job(session: Session, job: BatchJob, parts: list[tuple[str, int, int]]) -> None:
+def add_job(session: Session, job: BatchJob, parts: list[tuple[str, int, int, int | None]]) -> None:
     session.add(BatchJobRow(**job.to_dict()))
-    for index, (source, first_row, rows) in enumerate(parts):
+    for index, (source, first_row, rows, byte_offset) in enumerate(parts):
         session.add(
             BatchPartRow(
                 job_id=job.id,
@@ -70,6 +71,7 @@ def add_job(session: Session, job: BatchJob, parts: list[tuple[str, int, int]]) 
                 source=source,
                 first_row=first_row,
                 rows=rows,
+                byte_offset=byte_offset,
                 status=PENDING,
             )
         )

@@ -296,6 +296,8 @@ class BatchPartRow(Base):
     source: Mapped[str] = mapped_column(Text)
     first_row: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
+    #: Where the part's first line starts in a CSV or JSON-lines file (None: read and slice).
+    byte_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(20))
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("first_row", sa.Integer(), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("byte_offset", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("output", sa.Text(), nullable=True),
         sa.Column("seconds", sa.Float(), nullable=True),
