@@ -10,6 +10,8 @@ one instance serving the abalone model (HistGradientBoostingRegressor, 10 featur
 * **throughput**, 8 concurrent clients for a few seconds, through the gateway and direct.
 * **approval → in service**: from ``endpoint create`` of an approved version to its first good
   ``/ping`` through the gateway. Target: under 3 s.
+* **rollouts under load**: failed requests (3 clients) during a canary rollout to a second model,
+  and during one to a model that fails every request, which the alarms roll back. Target: 0.
 
 Timings inform; they never fail anything. Usage: ``python bench/bench_serving.py [--requests N]``.
 """
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as each instance runs; before numpy loads
@@ -44,7 +47,7 @@ ROW = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0.0, 0.0, 1.0]
 CLIENTS = 8
 
 
-def train(folder: Path) -> Path:
+def train(folder: Path, seed: int = 0) -> Path:
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -54,7 +57,7 @@ def train(folder: Path) -> Path:
     from lockgate.pipelines.types import Model
 
     frame = one_hot_sex(pd.read_csv(ROOT / "examples" / "abalone" / "data" / "abalone.csv"))
-    estimator = HistGradientBoostingRegressor(max_iter=100, random_state=0)
+    estimator = HistGradientBoostingRegressor(max_iter=100, random_state=seed)
     estimator.fit(frame.drop(columns=["rings"]), frame["rings"])
     folder.mkdir(parents=True)
     Model(folder).save(estimator)
@@ -115,6 +118,53 @@ def in_process(folder: Path, n: int) -> list[float]:
     return out
 
 
+def under_load(action: Callable[[], None], port: int, clients: int = 3) -> tuple[int, int]:
+    """(failed, total) requests sent through the gateway while ``action`` runs."""
+    body = json.dumps([ROW]).encode()
+    stop = threading.Event()
+    counts = [[0, 0] for _ in range(clients)]
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            try:
+                conn.request(
+                    "POST",
+                    "/endpoints/abalone/invocations",
+                    body=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                ok = conn.getresponse()
+                ok.read()
+                failed = ok.status != 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                failed = True
+            counts[i][0] += failed
+            counts[i][1] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        action()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the endpoint")
+        time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
@@ -163,6 +213,35 @@ def main() -> None:
         gateway_rps = throughput("127.0.0.1", 29000, "/endpoints/abalone/invocations", args.seconds)
         direct_rps = throughput("127.0.0.1", instance_port, "/invocations", args.seconds)
 
+        second = train(workdir / "model2", seed=1)
+        ref2 = registry.register(platform, me, second, "abalone").ref
+        registry.set_status(platform, me, ref2, registry.APPROVED)
+        broken = workdir / "broken"
+        broken.mkdir()
+        (broken / "inference.py").write_text(
+            "def model_fn(model_dir):\n    return None\n"
+            "def predict_fn(data, model):\n    raise RuntimeError('a bad model')\n"
+        )
+        ref3 = registry.register(platform, me, broken, "abalone").ref
+        registry.set_status(platform, me, ref3, registry.APPROVED)
+
+        def canary() -> None:
+            endpoints.update(platform, me, "abalone", model_ref=ref2, strategy="canary:20:3")
+            wait_until(
+                lambda: (
+                    (endpoints.get(platform, me, "abalone").serving or {}).get("model_ref") == ref2
+                )
+            )
+
+        def rolled_back() -> None:
+            endpoints.update(platform, me, "abalone", model_ref=ref3, strategy="canary:20:10")
+            wait_until(
+                lambda: "rolled back" in (endpoints.get(platform, me, "abalone").reason or "")
+            )
+
+        canary_failed = under_load(canary, 29000)
+        rollback_failed = under_load(rolled_back, 29000)
+
         base = statistics.median(floor)
         print("serving abalone (HistGradientBoostingRegressor, 1 row per request, 1 instance):")
         print(f"  in-process predict (floor)       p50 {base:6.2f} ms")
@@ -182,6 +261,11 @@ def main() -> None:
             f"  create of an approved version → in service: {to_service:.2f} s "
             f"(target < 3 s: {'met' if to_service < 3 else 'NOT met'})"
         )
+        for label, (failed, total) in (
+            ("a canary rollout (canary:20:3)", canary_failed),
+            ("a rolled-back rollout (5xx canary)", rollback_failed),
+        ):
+            print(f"  failed requests during {label:<36} {failed} of {total} (target 0)")
     finally:
         subprocess.run([sys.executable, "-m", "lockgate", "down"], env=env, capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
