@@ -57,6 +57,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_automation.py
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_batch.py
+	$(BIN)/python bench/bench_serving_peer.py
 
 demo-clean:
 	if [ -f $(DEMO_HOME)/run/daemon.json ] && [ -x $(BIN)/lockgate ]; then $(LG) down; fi

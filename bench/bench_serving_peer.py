@@ -15,8 +15,8 @@ row per request; every response must be a 200 (others count as failures). Also m
 first good ``/ping``. Target: Lockgate at least 2× mlflow's throughput.
 
 Timings inform; they never fail anything, and neither does a failed mlflow installation (the
-comparison is then skipped). Usage:
-``python bench/bench_serving_peer.py [--seconds N] [--requests N] [--mlflow-version X.Y.Z]``.
+comparison is then skipped). Usage: ``python bench/bench_serving_peer.py [--seconds N]``
+(``--mlflow-version`` picks another mlflow; the venv is rebuilt for it).
 """
 
 from __future__ import annotations
@@ -50,10 +50,14 @@ from lockgate.serving import service as endpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench-cache" / "mlflow-venv"
-MLFLOW_VERSION = "3.18.0"  # the version the issue names
+#: The newest mlflow whose dependencies the package registry here has (3.18.0 needs an
+#: mlflow-skinny 3.18.0 it lacks).
+MLFLOW_VERSION = "3.17.2"
 ROW = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0.0, 0.0, 1.0]
 CLIENTS = 8
-GATEWAY, DAEMON = 39300, 39499
+# below the kernel's ephemeral range (client connections take ports there), clear of the tests
+# (23000-30999) and bench_serving.py's (29000-29199)
+GATEWAY, DAEMON, MLFLOW_PORTS = 31300, 31499, range(31500, 32000)
 SAVE = """import joblib, mlflow.sklearn, sys
 trusted = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]  # skops asks
 mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], skops_trusted_types=trusted)"""
@@ -80,7 +84,7 @@ def skip(why: str, *lines: str) -> None:
     print(f"mlflow: peer comparison skipped: {why}", *lines, sep="\n  ", flush=True)
 
 
-def run_with_heartbeat(command: list[str | Path], label: str, start: float) -> bool:
+def run_with_heartbeat(command: list[str], label: str, start: float) -> bool:
     """Run ``command``, saying every 30 s that it still runs; False (and why) if it failed."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while True:
@@ -97,11 +101,11 @@ def run_with_heartbeat(command: list[str | Path], label: str, start: float) -> b
     return True
 
 
-def mlflow_venv(wanted: str) -> Path | None:
+def mlflow_venv(wanted: str) -> str | None:
     """The venv's python with mlflow ``wanted`` importable, installed if need be; None if not."""
-    python = VENV / "bin" / "python"
+    python = str(VENV / "bin" / "python")
     check = [python, "-c", f"import mlflow; assert mlflow.__version__ == {wanted!r}"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+    if Path(python).exists() and subprocess.run(check, capture_output=True).returncode == 0:
         print(f"mlflow: reusing {VENV} (mlflow {wanted})", flush=True)
         return python
     shutil.rmtree(VENV, ignore_errors=True)
@@ -109,24 +113,31 @@ def mlflow_venv(wanted: str) -> Path | None:
     print(f"mlflow: installing {' '.join(packages)} into {VENV} (a few minutes)", flush=True)
     start = time.monotonic()
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages]
-    venv = [sys.executable, "-m", "venv", VENV]
-    ok = run_with_heartbeat(venv, "python -m venv", start) and run_with_heartbeat(
-        pip, "pip install", start
-    )
-    return python if ok else None
+    venv = [sys.executable, "-m", "venv", str(VENV)]
+    for label, command in (("python -m venv", venv), ("pip install", pip)):
+        if not run_with_heartbeat(command, label, start):
+            return None
+    return python
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for port in MLFLOW_PORTS:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken
+            return port
+    raise RuntimeError(f"no free port in {MLFLOW_PORTS}")
 
 
-def serve_mlflow(python: Path, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def serve_mlflow(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VIRTUAL_ENV": str(VENV)}
-    env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"  # its own uvicorn, not ours
-    command = [python.parent / "mlflow", "models", "serve", "-m", model, "--env-manager", "local"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env['PATH']}"  # its own uvicorn, not ours
+    command = [str(VENV / "bin" / "mlflow"), "models", "serve", "-m", str(model)]
+    command += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", "1"]
     with log.open("wb") as out:  # the child keeps its own handle
         return subprocess.Popen(
             command, env=env, cwd=log.parent, stdout=out, stderr=out, start_new_session=True
@@ -180,7 +191,8 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bool:
 def latency(port: int, path: str, body: bytes, n: int) -> tuple[float, int]:
     """p50 in ms of one client, kept alive, after 50 warm-up requests; and the failures."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    times, failures = [], 0
+    times: list[float] = []
+    failures = 0
     for i in range(n + 50):
         start = time.perf_counter()
         failures += not post(conn, path, body)
@@ -204,7 +216,7 @@ def throughput(port: int, path: str, body: bytes, seconds: float) -> tuple[float
                 bad[i] += 1
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
     start = time.monotonic()
     for t in threads:
         t.start()
@@ -213,9 +225,10 @@ def throughput(port: int, path: str, body: bytes, seconds: float) -> tuple[float
     return sum(good) / (time.monotonic() - start), sum(bad)
 
 
-def measure(
-    port: int, path: str, body: bytes, args: argparse.Namespace
-) -> tuple[float, float, int]:
+Row = tuple[float, float, int]  # p50 ms, requests/s, failures
+
+
+def measure(port: int, path: str, body: bytes, args: argparse.Namespace) -> Row:
     p50, failed = latency(port, path, body, args.requests)
     rps, failed_too = throughput(port, path, body, args.seconds)
     return p50, rps, failed + failed_too
@@ -229,7 +242,7 @@ def start_lockgate(home: Home, folder: Path, env: dict[str, str]) -> None:
         "allow_self_approval = false", "allow_self_approval = true"
     )
     home.platform_file.write_text(
-        text.replace("port_range = [20000, 20999]", f"port_range = [{GATEWAY}, 39399]")
+        text.replace("port_range = [20000, 20999]", f"port_range = [{GATEWAY}, {GATEWAY + 99}]")
         + f"\n[daemon]\nport = {DAEMON}\n"
     )
     platform = Platform.open(home)
@@ -245,15 +258,15 @@ def start_lockgate(home: Home, folder: Path, env: dict[str, str]) -> None:
         time.sleep(0.01)
 
 
-def report(rows: dict[str, tuple[float, float, int]], seconds: float, to_ping: float) -> None:
+def report(rows: dict[str, Row], seconds: float, to_ping: float) -> None:
     print(f"\nserving abalone, 1 row per request, 1 instance / worker each ({seconds:g} s runs):")
     print(f"  {'':<22}{'p50 ms':>8}{f'requests/s ({CLIENTS} clients)':>26}{'failures':>10}")
     for label, (p50, rps, failures) in rows.items():
         print(f"  {label:<22}{p50:8.2f}{rps:26.0f}{failures:10d}")
     (_, ours, _), (_, theirs, _) = rows.values()
     ratio = ours / theirs if theirs else float("inf")
-    print(f"  throughput Lockgate / mlflow: {ratio:.2f}× (target ≥ 2×: ", end="")
-    print(f"{'met' if ratio >= 2 else 'NOT met'})")
+    verdict = "met" if ratio >= 2 else "NOT met"
+    print(f"  throughput Lockgate / mlflow: {ratio:.2f}× (target ≥ 2×: {verdict})")
     print(f"  mlflow models serve, start → first good /ping: {to_ping:.2f} s")
 
 
@@ -277,17 +290,19 @@ def main() -> None:
         path = "/endpoints/abalone/invocations"
         rows = {"Lockgate (gateway)": measure(GATEWAY, path, json.dumps([ROW]).encode(), args)}
 
-        save = [python, "-c", SAVE, folder / "model.joblib", workdir / "mlflow-model"]
+        save = [python, "-c", SAVE, str(folder / "model.joblib"), str(workdir / "mlflow-model")]
         saved = subprocess.run(save, capture_output=True, text=True)
         if saved.returncode != 0:
             return skip("mlflow.sklearn.save_model failed:", *saved.stderr.splitlines()[-4:])
-        port, log = free_port(), workdir / "mlflow.log"
-        print(f"mlflow: starting mlflow models serve on port {port}", flush=True)
-        server = serve_mlflow(python, workdir / "mlflow-model", port, log)
+        log = workdir / "mlflow.log"
         try:
+            port = free_port()
+            print(f"mlflow: starting mlflow models serve on port {port}", flush=True)
+            server = serve_mlflow(workdir / "mlflow-model", port, log)
             to_ping = wait_ping(server, port, timeout=120)
         except RuntimeError as exc:
-            return skip(f"{exc}; its log ends:", *log.read_text().splitlines()[-8:])
+            tail = log.read_text().splitlines()[-8:] if log.exists() else []
+            return skip(f"{exc}; its log ends:", *tail)
         features = json.loads((folder / "lockgate-model.json").read_text())["features"]
         body = json.dumps({"dataframe_split": {"columns": features, "data": [ROW]}}).encode()
         rows["mlflow models serve"] = measure(port, "/invocations", body, args)
