@@ -204,8 +204,14 @@ def _pipeline(
         return Outcome(False, {}, f"{type(exc).__name__}: {exc.message}", retryable=False)
     result = {"execution": execution.id, "pipeline": f"{execution.pipeline}@{execution.version}"}
     if execution.status == "pending" and execution.lease_owner is None:
-        # New, or started by an attempt that died before its driver did: drive it now.
-        result["log"] = str(service.spawn_driver(platform, execution.id, env.name))
+        # New, or started by an attempt that died before its driver did: drive it now — or
+        # leave it to the daemon's pipeline runner when a daemon runs this home.
+        from lockgate.server.daemon import running
+
+        if running(platform.home):
+            result["driver"] = "daemon"
+        else:
+            result["log"] = str(service.spawn_driver(platform, execution.id, env.name))
     return Outcome(True, result)
 
 
