@@ -206,7 +206,7 @@ def _pipeline(
     if execution.status == "pending" and execution.lease_owner is None:
         # New, or started by an attempt that died before its driver did: drive it now — or
         # leave it to the daemon's pipeline runner when a daemon runs this home.
-        from lockgate.server.daemon import running
+        from lockgate.config.daemon_files import running
 
         if running(platform.home):
             result["driver"] = "daemon"

@@ -101,7 +101,7 @@ def run(
         f"Batch job {job.id}: {job.rows} rows in {job.parts} part(s), {job.workers} worker(s)."
     )
     if detach:
-        from lockgate.server.daemon import running
+        from lockgate.config.daemon_files import running
 
         where = (
             "the daemon runs it"

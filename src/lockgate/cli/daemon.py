@@ -56,18 +56,18 @@ def up(
 
 
 def _detach(platform: Any) -> None:
+    from lockgate.config import daemon_files
     from lockgate.errors import ConfigError, ConflictError
-    from lockgate.server import daemon
 
     home = platform.home
-    already = daemon.running(home)
+    already = daemon_files.running(home)
     if already:
         raise ConflictError(
             f"a daemon already runs for {home.root} (pid {already.get('pid')}).",
             hint="Stop it with `lockgate down`.",
         )
     home.run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = home.run_dir / daemon.LOG_FILE
+    log_path = home.run_dir / daemon_files.LOG_FILE
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "lockgate", "up", "--home", str(home.root)],
@@ -78,7 +78,7 @@ def _detach(platform: Any) -> None:
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        info = daemon.running(home)
+        info = daemon_files.running(home)
         if info and info.get("pid") == process.pid:
             _print_ready(info)
             console.print(f"Logs: {log_path}. Stop it with `lockgate down`.")
@@ -99,23 +99,23 @@ def down(home: HomeOption = None) -> None:
 
     Example: lockgate down
     """
-    from lockgate.server import daemon
+    from lockgate.config import daemon_files
 
     platform = open_platform(home)
-    info = daemon.running(platform.home)
+    info = daemon_files.running(platform.home)
     if not info or not info.get("pid"):
         console.print("No daemon is running for this home.")
         return
     pid = int(info["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while daemon.running(platform.home):
+    while daemon_files.running(platform.home):
         if time.monotonic() > deadline:
             from lockgate.errors import ConflictError
 
             raise ConflictError(
                 f"the daemon (pid {pid}) has not stopped after {STOP_TIMEOUT_S:.0f} s.",
-                hint=f"Look at {platform.home.run_dir / daemon.LOG_FILE}; `kill -9 {pid}` is safe (endpoints restart with the next `lockgate up`).",
+                hint=f"Look at {platform.home.run_dir / daemon_files.LOG_FILE}; `kill -9 {pid}` is safe (endpoints restart with the next `lockgate up`).",
             )
         time.sleep(0.1)
     console.print(f"Lockgate daemon (pid {pid}) stopped.")

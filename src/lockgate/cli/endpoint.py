@@ -39,8 +39,8 @@ WAIT_MARGIN_S = 30.0
 
 
 def _wait(platform: Platform, name: str, env: str | None, generation: int, timeout: float) -> None:
+    from lockgate.config.daemon_files import running
     from lockgate.errors import ConflictError, LockgateError
-    from lockgate.server.daemon import running
     from lockgate.serving import service
     from lockgate.store.endpoints import FAILED, IN_SERVICE
 
@@ -274,8 +274,8 @@ def invoke(
     """
     import httpx
 
+    from lockgate.config.daemon_files import running
     from lockgate.errors import ConflictError, LockgateError, ValidationError
-    from lockgate.server.daemon import running
     from lockgate.serving import service
 
     if (data is None) == (file is None):
@@ -360,8 +360,8 @@ def delete(
 
     Example: lockgate endpoint delete abalone --env preprod
     """
+    from lockgate.config.daemon_files import running
     from lockgate.errors import LockgateError
-    from lockgate.server.daemon import running
     from lockgate.serving import service
 
     platform = open_platform(home)

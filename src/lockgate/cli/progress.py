@@ -28,8 +28,8 @@ _STYLE = {
 
 
 def detach_execution(platform: Platform, execution_id: str, env: str) -> None:
+    from lockgate.config.daemon_files import running
     from lockgate.pipelines import service
-    from lockgate.server.daemon import running
 
     if running(platform.home):
         console.print(

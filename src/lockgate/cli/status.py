@@ -15,8 +15,8 @@ def status(home: HomeOption = None, json: JsonOption = False) -> None:
 
       LOCKGATE_HOME=./platform lockgate status --json
     """
+    from lockgate.config.daemon_files import running
     from lockgate.environments import service
-    from lockgate.server.daemon import running
 
     platform = open_platform(home)
     doc = service.status(platform, me())

@@ -29,34 +29,13 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import IO, Any
 
+from lockgate.config.daemon_files import INFO_FILE, LOCK_FILE, running
 from lockgate.config.home import Home
 from lockgate.errors import ConfigError, ConflictError
 from lockgate.ids import isoformat, utcnow
 from lockgate.platform import Platform
 
-INFO_FILE = "daemon.json"
-LOCK_FILE = "daemon.lock"
-LOG_FILE = "daemon.log"
-
 log = logging.getLogger("lockgate.daemon")
-
-
-def running(home: Home) -> dict[str, Any] | None:
-    """The running daemon's ``daemon.json``, or None when no daemon holds the home's lock."""
-    lock = home.run_dir / LOCK_FILE
-    if not lock.exists():
-        return None
-    with lock.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            info = home.run_dir / INFO_FILE
-            try:
-                return dict(json.loads(info.read_text()))
-            except (FileNotFoundError, json.JSONDecodeError):
-                return {"pid": None, "starting": True}
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
 
 
 @contextlib.contextmanager
