@@ -5,8 +5,11 @@ one instance serving the abalone model (HistGradientBoostingRegressor, 10 featur
 
 * **latency**, one client with a kept-alive connection, one row per request: through the
   environment's gateway (the endpoint's stable URL) and straight to the instance, beside the
-  model's own in-process ``predict`` on a one-row DataFrame (the floor; one numeric thread, as
-  the instance runs). Target: under 1 ms added at p50.
+  model's own in-process ``predict`` on a one-row array (the floor — what the instance calls
+  for this model, whose columns the codec has already checked; one numeric thread, as the
+  instance runs) and on a one-row DataFrame. Target: under 1 ms added at p50 over the DataFrame
+  predict — the model's own predict as it was trained, and the baseline of the issue's figure
+  for ``mlflow models serve`` (≈ 5 ms added); the figure over the array predict is printed too.
 * **throughput**, 8 concurrent clients for a few seconds, through the gateway and direct.
 * **approval → in service**: from ``endpoint create`` of an approved version to its first good
   ``/ping`` through the gateway. Target: under 3 s.
@@ -103,16 +106,21 @@ def throughput(host: str, port: int, path: str, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - start)
 
 
-def in_process(folder: Path, n: int) -> list[float]:
+def in_process(folder: Path, n: int, *, frame: bool) -> list[float]:
+    """The model's own predict on one row: a DataFrame with its feature names, or an array."""
+    import warnings
+
     import joblib
+    import numpy as np
     import pandas as pd
 
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
     model = joblib.load(folder / "model.joblib")
     features = json.loads((folder / "lockgate-model.json").read_text())["features"]
     out = []
     for i in range(n + 50):
         start = time.perf_counter()
-        model.predict(pd.DataFrame([ROW], columns=features))
+        model.predict(pd.DataFrame([ROW], columns=features) if frame else np.asarray([ROW]))
         if i >= 50:
             out.append((time.perf_counter() - start) * 1000)
     return out
@@ -207,7 +215,8 @@ def main() -> None:
         to_service = time.perf_counter() - start
         instance_port = found.serving["instances"][0]["port"]
 
-        floor = in_process(folder, args.requests)
+        floor = in_process(folder, args.requests, frame=False)
+        with_frame = in_process(folder, args.requests, frame=True)
         gateway = latencies("127.0.0.1", 29000, "/endpoints/abalone/invocations", args.requests)
         direct = latencies("127.0.0.1", instance_port, "/invocations", args.requests)
         gateway_rps = throughput("127.0.0.1", 29000, "/endpoints/abalone/invocations", args.seconds)
@@ -244,7 +253,9 @@ def main() -> None:
 
         base = statistics.median(floor)
         print("serving abalone (HistGradientBoostingRegressor, 1 row per request, 1 instance):")
-        print(f"  in-process predict (floor)       p50 {base:6.2f} ms")
+        print(f"  in-process predict, array (floor) p50 {base:6.2f} ms")
+        print(f"  in-process predict, DataFrame    p50 {statistics.median(with_frame):6.2f} ms")
+        frame_base = statistics.median(with_frame)
         for label, values in (
             ("through the gateway", gateway),
             ("straight to the instance", direct),
@@ -252,8 +263,10 @@ def main() -> None:
             p50 = statistics.median(values)
             p99 = sorted(values)[int(0.99 * (len(values) - 1))]
             print(
-                f"  {label:<32} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  added at p50 {p50 - base:5.2f} ms "
-                f"(target < 1 ms: {'met' if p50 - base < 1 else 'NOT met'})"
+                f"  {label:<32} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  added at p50: "
+                f"{p50 - frame_base:+5.2f} ms over the DataFrame predict "
+                f"(target < 1 ms: {'met' if p50 - frame_base < 1 else 'NOT met'}), "
+                f"{p50 - base:+5.2f} ms over the array predict"
             )
         print(f"  {CLIENTS} clients, through the gateway  {gateway_rps:7.0f} requests/s")
         print(f"  {CLIENTS} clients, straight             {direct_rps:7.0f} requests/s")

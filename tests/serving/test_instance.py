@@ -183,3 +183,34 @@ def test_manifest_errors(tmp_path: Path) -> None:
     (folder / "lockgate-model.json").write_text('{"format": "sklearn", "file": "gone.joblib"}')
     with pytest.raises(ValidationError, match=r"'gone\.joblib' is missing"):
         read_manifest(folder)
+
+
+def test_rows_reach_the_model_as_arrays_only_when_that_is_enough(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from conftest import FEATURES, make_model
+    from lockgate.pipelines.types import Model
+    from lockgate.serving import formats
+
+    plain = formats.load(make_model(tmp_path / "plain"))
+    assert plain.rows.as_frame is False  # a plain estimator: an array, same predictions
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(40, 3)), columns=FEATURES)
+    by_name = make_pipeline(
+        ColumnTransformer([("scaled", StandardScaler(), ["a", "c"])]), LinearRegression()
+    ).fit(frame, frame["a"] + frame["c"])
+    folder = tmp_path / "by-name"
+    folder.mkdir()
+    Model(folder).save(by_name)
+    selecting = formats.load(folder)
+    assert selecting.rows.as_frame is True  # it selects columns by name: a DataFrame
+    body, _ = selecting.invoke(
+        b'[{"a": 1, "b": 5, "c": 2}]', "application/json", "application/json"
+    )
+    assert json.loads(body) == pytest.approx([3.0])
+    body, _ = plain.invoke(json.dumps([ROW]).encode(), "application/json", "application/json")
+    assert json.loads(body) == pytest.approx([14.0])
