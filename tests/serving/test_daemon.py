@@ -120,11 +120,11 @@ def test_killed_instances_restart_and_a_killed_daemon_restores_everything(
     restored = _until(
         lambda: (
             (e := endpoints.get(served, admin, "lin", env="preprod")).status == "InService"
+            and e.serving["instances"][0]["pid"] != again["pid"]  # not the row from before
             and e.serving["instances"][0]["state"] == "ready"
             and e
         )
     )
-    assert restored.serving["instances"][0]["pid"] != again["pid"]
     answered = run_cli(home, "endpoint", "invoke", "lin", "--env", "preprod", "--data", ROW)
     assert json.loads(answered.out) == pytest.approx([14.0])
 
@@ -164,6 +164,25 @@ def test_failed_starts_are_reported_and_a_failed_update_keeps_the_old_fleet(
     assert kept.code == 7 and "update to generation 2 failed; still serving" in kept.err
     answered = run_cli(home, "endpoint", "invoke", "lin", "--data", ROW)
     assert json.loads(answered.out) == pytest.approx([14.0])
+
+    # A daemon restart serves again what served, not the version that never made it.
+    daemon_pid = json.loads((home.run_dir / "daemon.json").read_text())["pid"]
+    [before] = endpoints.get(served, admin, "lin").serving["instances"]
+    os.kill(daemon_pid, signal.SIGKILL)
+    _until(lambda: not _alive(daemon_pid))
+    assert run_cli(home, "up", "--detach").code == 0
+    restored = _until(
+        lambda: (
+            (e := endpoints.get(served, admin, "lin")).serving
+            and e.serving["generation"] == 1
+            and e.serving["instances"][0]["pid"] != before["pid"]
+            and e.serving["instances"][0]["state"] == "ready"
+            and e
+        )
+    )
+    assert restored.status == "InService" and "still serving" in restored.reason
+    again = run_cli(home, "endpoint", "invoke", "lin", "--data", ROW)
+    assert json.loads(again.out) == pytest.approx([14.0])
 
 
 def test_bring_your_own_container(served: Platform, admin: Principal, tmp_path: Path) -> None:

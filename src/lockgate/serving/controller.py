@@ -92,10 +92,31 @@ class EndpointController:
             log.info("endpoint %s in %s deleted", row.name, env.name)
             return
         serving, candidate = self.serving.get(key), self.candidates.get(key)
-        if candidate is not None and candidate.generation != row.generation:
+        restoring = self.failed.get(key) == row.generation  # an older fleet, on purpose
+        if candidate is not None and candidate.generation != row.generation and not restoring:
             # Another update landed while this one was starting or baking: drop it for the newer.
             self._abandon(env, key, candidate)
             candidate = None
+        last = row.serving or {}
+        if (
+            serving is None
+            and candidate is None
+            and row.status == IN_SERVICE
+            and last.get("generation") not in (None, row.generation)
+        ):
+            # The daemon restarted after an update that failed or was rolled back: serve again
+            # what served then, not the desired version that never made it.
+            self.failed[key] = row.generation
+            candidate = self._start_fleet(
+                env,
+                row,
+                generation=int(last["generation"]),
+                model_ref=str(last["model_ref"]),
+                digest=str(last["model_digest"]),
+                instances=len(last.get("instances", [])) or row.instances,
+            )
+            if candidate is None:
+                return
         # A failed start is not retried until an update (a new generation); after a daemon
         # restart a Failed row stays failed too.
         wanted = row.generation != self.failed.get(key) and row.status != db.FAILED
@@ -117,22 +138,34 @@ class EndpointController:
         if key in self.serving:
             self._supervise(env, row, key, self.serving[key])
 
-    def _start_fleet(self, env: Environment, row: Endpoint) -> Fleet | None:
+    def _start_fleet(
+        self,
+        env: Environment,
+        row: Endpoint,
+        *,
+        generation: int | None = None,
+        model_ref: str | None = None,
+        digest: str | None = None,
+        instances: int | None = None,
+    ) -> Fleet | None:
+        """Start the fleet of ``row``'s desired generation, or of the one given."""
         key = (env.name, row.name)
-        folder = self.run_dir / env.name / "endpoints" / row.name / f"g{row.generation}"
+        generation = generation or row.generation
+        model_ref, digest = model_ref or row.model_ref, digest or row.model_digest
+        folder = self.run_dir / env.name / "endpoints" / row.name / f"g{generation}"
         try:
-            model_dir = env.artifacts.get_tree(row.model_digest, folder / "model")
+            model_dir = env.artifacts.get_tree(digest, folder / "model")
             manifest = read_manifest(model_dir)
         except LockgateError as exc:
-            self._fail(env, row, key, f"cannot use {row.model_ref}: {exc.message}")
+            self._fail(env, row, key, f"cannot use {model_ref}: {exc.message}")
             return None
         config = row.config
         fleet = Fleet(
             env.name,
             row.name,
-            row.generation,
-            row.model_ref,
-            row.model_digest,
+            generation,
+            model_ref,
+            digest,
             model_dir,
             manifest,
             config,
@@ -147,7 +180,7 @@ class EndpointController:
             },
         )
         taken = self._ports_in_use(env.name)
-        for index in range(row.instances):
+        for index in range(instances or row.instances):
             try:
                 port = self._free_port(env, taken)
             except LockgateError as exc:
@@ -159,7 +192,7 @@ class EndpointController:
             fleet.instances.append(instance)
             fleet.start(instance)
         self.candidates[key] = fleet
-        log.info("endpoint %s in %s: starting generation %s", row.name, env.name, row.generation)
+        log.info("endpoint %s in %s: starting generation %s", row.name, env.name, generation)
         return fleet
 
     def _advance(
@@ -231,8 +264,13 @@ class EndpointController:
         self.routes.set(env.name, row.name, candidate.generation, candidate.ready_urls())
         if serving is not None:
             serving.stop()
-        self.failed.pop(key, None)
-        self._report(env, row, status=IN_SERVICE, reason=None, fleet=candidate)
+        current = candidate.generation == row.generation
+        if current:
+            self.failed.pop(key, None)
+        # A restored older fleet keeps the row's reason (why the newer one is not serving).
+        self._report(
+            env, row, status=IN_SERVICE, reason=None if current else row.reason, fleet=candidate
+        )
         log.info("endpoint %s in %s: generation %s in service", row.name, env.name, row.generation)
 
     def _roll(
