@@ -117,7 +117,7 @@ def test_killed_instances_restart_and_a_killed_daemon_restores_everything(
     os.kill(daemon_pid, signal.SIGKILL)
     _until(lambda: not _alive(again["pid"]))  # its instances die with it: no orphan holds a port
     assert run_cli(home, "up", "--detach").code == 0
-    restored = _until(
+    _until(
         lambda: (
             (e := endpoints.get(served, admin, "lin", env="preprod")).status == "InService"
             and e.serving["instances"][0]["pid"] != again["pid"]  # not the row from before
