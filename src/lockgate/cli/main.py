@@ -21,6 +21,7 @@ from lockgate.cli import (
     model,
     param,
     pipeline,
+    schedule,
 )
 from lockgate.cli.init_cmd import init
 from lockgate.cli.status import status
@@ -47,6 +48,7 @@ app.add_typer(events.rules_app, name="rules")
 app.command()(lineage.lineage)
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(batch.app, name="batch")
+app.add_typer(schedule.app, name="schedule")
 app.command()(daemon.up)
 app.command()(daemon.down)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
+
 from lockgate.auth import audit
 from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
@@ -151,7 +153,7 @@ def diff(
     return text
 
 
-def _parameters(definition: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+def validate_parameters(definition: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
     declared = definition["parameters"]
     unknown = sorted(set(given) - set(declared))
     if unknown:
@@ -189,12 +191,7 @@ def start(
     version = get_version(platform, principal, ref, env=env)
     handle = environment(platform, env)
     _check(handle, principal, "pipeline:run", version.pipeline)
-    values = _parameters(version.definition, parameters)
-    if idempotency_key is not None:
-        with handle.store.transaction() as s:
-            earlier = db.execution_by_key(s, idempotency_key)
-        if earlier is not None:
-            return earlier
+    values = validate_parameters(version.definition, parameters)
     execution = Execution(
         new_id(),
         version.pipeline,
@@ -210,17 +207,31 @@ def start(
         None,
         None,
     )
-    with handle.store.transaction() as s:
-        db.add_execution(
-            s, execution, compiler.topological_order(version.definition), idempotency_key
-        )
-        audit.record(
-            s,
-            actor=principal.name,
-            action="pipeline.run",
-            target=execution.id,
-            details={"pipeline": f"{version.pipeline}@{version.version}"},
-        )
+    try:
+        with handle.store.transaction() as s:
+            # Checked under the write lock (SQLite); on PostgreSQL two racing callers both pass
+            # it and the unique key refuses the second insert, which then finds the first.
+            earlier = db.execution_by_key(s, idempotency_key) if idempotency_key else None
+            if earlier is not None:
+                return earlier
+            db.add_execution(
+                s, execution, compiler.topological_order(version.definition), idempotency_key
+            )
+            audit.record(
+                s,
+                actor=principal.name,
+                action="pipeline.run",
+                target=execution.id,
+                details={"pipeline": f"{version.pipeline}@{version.version}"},
+            )
+    except SQLAlchemyIntegrityError:
+        if idempotency_key is None:
+            raise
+        with handle.store.read() as s:
+            earlier = db.execution_by_key(s, idempotency_key)
+        if earlier is None:
+            raise
+        return earlier
     return execution
 
 

@@ -6,8 +6,9 @@ It holds ``run/daemon.lock`` (an advisory lock the kernel drops when the process
 * the control-plane API on ``[daemon] bind_host:port`` (default 127.0.0.1:19700);
 * one gateway per environment on its network policy's ``bind_host`` and the first port of its
   ``port_range``;
-* the endpoint controller, the event worker, the batch-job worker and the runner of detached
-  pipeline executions (it also adopts one whose orchestrator died), in threads.
+* the endpoint controller, the event worker, the batch-job worker, the scheduler of pipeline
+  runs and the runner of detached pipeline executions (it also adopts one whose orchestrator
+  died), in threads.
 
 SIGTERM or Ctrl-C stops it gracefully: the servers stop accepting, endpoints drain, the files go.
 Endpoints are rows in the stores, so the next ``lockgate up`` serves them again.
@@ -141,6 +142,7 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
             threading.Thread(
                 target=_pipeline_runner, args=(platform, stop), name="pipeline-runner"
             ),
+            threading.Thread(target=_scheduler, args=(platform, stop), name="scheduler"),
         ]
         try:
             _event_loop_run(_run_servers(servers, threads, home, info, on_ready))
@@ -224,6 +226,22 @@ def _pipeline_runner(platform: Platform, stop: threading.Event) -> None:
                     thread = threading.Thread(target=drive, args=(e.id, name), daemon=True)
                     drivers[e.id] = thread
                     thread.start()
+
+
+def _scheduler(platform: Platform, stop: threading.Event) -> None:
+    """Start scheduled pipeline runs when their slot comes (the runner then drives them)."""
+    from lockgate.pipelines import schedules
+
+    while not stop.wait(5.0):
+        for fired in schedules.tick(platform):
+            if fired.execution is not None:
+                log.info(
+                    "schedule %s in %s: slot %s → execution %s",
+                    fired.schedule,
+                    fired.environment,
+                    fired.slot,
+                    fired.execution.id,
+                )
 
 
 def _event_loop_run(main: Any) -> None:

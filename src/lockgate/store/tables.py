@@ -301,3 +301,19 @@ class BatchPartRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ScheduleRow(Base):
+    """A pipeline run on a cron schedule; ``last_slot`` is the newest slot it ran for."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(60))
+    cron: Mapped[str] = mapped_column(String(120))
+    parameters: Mapped[str] = mapped_column(Text)
+    paused: Mapped[bool] = mapped_column(Boolean)
+    last_slot: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_execution: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
