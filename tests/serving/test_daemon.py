@@ -351,3 +351,26 @@ def test_a_tampered_model_is_never_served(
     failed = run_cli(served.home, "endpoint", "create", "lin", "--model", ref)
     assert failed.code == 7 and f"cannot use {ref}" in failed.err
     assert endpoints.get(served, admin, "lin").status == "Failed"
+
+
+def test_the_daemon_runs_a_due_schedule(served: Platform, admin: Principal, tmp_path: Path) -> None:
+    import shutil
+
+    from lockgate.pipelines import schedules
+    from lockgate.pipelines import service as pipelines
+    from lockgate.store import schedules as schedule_rows
+
+    project = tmp_path / "project"
+    shutil.copytree(Path(__file__).parents[1] / "pipelines" / "projects" / "basic", project)
+    pipelines.upsert(served, admin, f"{project}/pipe.py:basic")
+    schedules.create(served, admin, "every-minute", "basic", "* * * * *", {"n": "3"})
+    with served.env("dev").store.transaction() as session:  # made an hour ago: a slot is due
+        schedule_rows.change(session, "every-minute", created_at="2000-01-01T00:00:00Z")
+    [execution] = _until(lambda: pipelines.list_executions(served, admin), timeout=60)
+    done = _until(
+        lambda: (e := pipelines.get_execution(served, admin, execution.id)).finished_at and e,
+        timeout=90,
+    )
+    assert done.status == "succeeded" and done.parameters["n"] == 3
+    [schedule] = schedules.list_schedules(served, admin)
+    assert schedule.last_execution == execution.id
