@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -20,6 +20,9 @@ from lockgate.store.tables import AuditEventRow
 
 GENESIS = "0" * 64
 _SECRET_KEYS = frozenset({"value", "clear", "password", "secret", "token", "plaintext"})
+
+if TYPE_CHECKING:
+    from lockgate.store import MetadataStore
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,21 @@ def record(
     session.add(row)
     session.flush()
     return _event(row)
+
+
+def record_refusal(
+    store: MetadataStore, *, actor: str, action: str, target: str, reason: str
+) -> None:
+    """Audit a refused operation in its own transaction (the operation itself changed nothing)."""
+    with store.transaction() as session:
+        record(
+            session,
+            actor=actor,
+            action=action,
+            target=target,
+            outcome="denied",
+            details={"reason": reason},
+        )
 
 
 def list_events(

@@ -94,10 +94,7 @@ def get_delivery(
     with handle.store.read() as session:
         found = db.get_delivery(session, delivery_id)
     if found is None:
-        raise NotFoundError(
-            f"no delivery {delivery_id} in {handle.name}.",
-            hint=f"List them: lockgate events deliveries --env {handle.name}",
-        )
+        raise _no_delivery(handle, delivery_id)
     return found
 
 
@@ -110,10 +107,7 @@ def redeliver(
     with handle.store.transaction() as session:
         found = db.get_delivery(session, delivery_id)
         if found is None:
-            raise NotFoundError(
-                f"no delivery {delivery_id} in {handle.name}.",
-                hint=f"List them: lockgate events deliveries --env {handle.name}",
-            )
+            raise _no_delivery(handle, delivery_id)
         if found.status != db.FAILED:
             raise ConflictError(
                 f"delivery {delivery_id} is {found.status}; only a failed delivery is redelivered."
@@ -128,3 +122,10 @@ def redeliver(
             details={"rule": found.rule, "event": found.event_id},
         )
     return again
+
+
+def _no_delivery(handle: Environment, delivery_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no delivery {delivery_id} in {handle.name}.",
+        hint=f"List them: lockgate events deliveries --env {handle.name}",
+    )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Annotated, Any
 
@@ -57,41 +55,12 @@ def up(
 
 def _detach(platform: Any) -> None:
     from lockgate.config import daemon_files
-    from lockgate.errors import ConfigError, ConflictError
+    from lockgate.server import daemon
 
-    home = platform.home
-    already = daemon_files.running(home)
-    if already:
-        raise ConflictError(
-            f"a daemon already runs for {home.root} (pid {already.get('pid')}).",
-            hint="Stop it with `lockgate down`.",
-        )
-    home.run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = home.run_dir / daemon_files.LOG_FILE
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lockgate", "up", "--home", str(home.root)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        info = daemon_files.running(home)
-        if info and info.get("pid") == process.pid:
-            _print_ready(info)
-            console.print(f"Logs: {log_path}. Stop it with `lockgate down`.")
-            return
-        if process.poll() is not None:
-            from lockgate.serving.fleet import log_tail
-
-            raise ConfigError(
-                f"the daemon exited with status {process.returncode} while starting:\n{log_tail(log_path, 8)}"
-            )
-        time.sleep(0.1)
-    process.terminate()
-    raise ConfigError(f"the daemon did not start within {START_TIMEOUT_S:.0f} s; see {log_path}.")
+    info = daemon.start_detached(platform, timeout=START_TIMEOUT_S)
+    _print_ready(info)
+    log_path = platform.home.run_dir / daemon_files.LOG_FILE
+    console.print(f"Logs: {log_path}. Stop it with `lockgate down`.")
 
 
 def down(home: HomeOption = None) -> None:

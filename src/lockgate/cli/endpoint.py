@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -272,60 +272,26 @@ def invoke(
 
       lockgate endpoint invoke abalone --file rows.csv --content-type text/csv --accept text/csv
     """
-    import httpx
-
-    from lockgate.config.daemon_files import running
-    from lockgate.errors import ConflictError, LockgateError, ValidationError
+    from lockgate.errors import ValidationError
     from lockgate.serving import service
 
     if (data is None) == (file is None):
         raise ValidationError("give the body with --data or --file (one of them).")
     body = data.encode() if data is not None else _read(file)
-    platform = open_platform(home)
-    found = service.check_invoke(platform, me(), name, env=env)
-    info = running(platform.home)
-    env_name = env or platform.env_names[0]
-    if not info or env_name not in info.get("gateways", {}):
-        raise ConflictError(
-            "the daemon is not running, so no endpoint serves.",
-            hint="Start it: lockgate up --detach",
-        )
-    url = f"{info['gateways'][env_name]}/endpoints/{found.name}/invocations"
-    try:
-        response = httpx.post(
-            url, content=body, headers={"Content-Type": content_type, "Accept": accept}, timeout=60
-        )
-    except httpx.HTTPError as exc:
-        raise LockgateError(f"cannot reach {url}: {exc}") from exc
-    if response.status_code >= 400:
-        raise _http_error(response.status_code, response.text)
-    sys.stdout.write(response.text if response.text.endswith("\n") else response.text + "\n")
+    text = service.invoke(
+        open_platform(home), me(), name, body, content_type=content_type, accept=accept, env=env
+    ).decode(errors="replace")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def _read(file: Path | None) -> bytes:
+    from lockgate.errors import ValidationError
+
     assert file is not None
-    return sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
-
-
-def _http_error(status: int, text: str) -> Any:
-    import json as jsonlib
-
-    from lockgate.errors import ConflictError, LockgateError, NotFoundError, ValidationError
-
     try:
-        message = jsonlib.loads(text).get("error", text)
-    except ValueError:
-        message = text
-    kind: type[LockgateError] = (
-        NotFoundError
-        if status == 404
-        else ValidationError
-        if status < 500
-        else ConflictError
-        if status == 503
-        else LockgateError
-    )
-    return kind(f"the endpoint answered {status}: {message}")
+        return sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"cannot read the body from {file}: {exc.strerror}.") from exc
 
 
 @app.command()

@@ -14,13 +14,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from lockgate.auth import audit
-from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
-from lockgate.environments.promotion import check_path
-from lockgate.errors import IntegrityError, LockgateError, ValidationError
+from lockgate.environments.promotion import check_promotion
+from lockgate.errors import IntegrityError, LockgateError
 from lockgate.ids import isoformat, utcnow
 from lockgate.pipelines.service import environment, get_version
-from lockgate.platform import Environment, Platform
+from lockgate.platform import Platform
 from lockgate.store import events
 from lockgate.store import pipelines as db
 from lockgate.store.pipelines import PipelineVersion
@@ -39,18 +38,16 @@ def promote(
 
     source = environment(platform, source_env)
     target = environment(platform, to)
-    action_target = f"{source.name}:{ref} -> {target.name}"
-    authorize(target.store, principal, "pipeline:promote", env=target.name, target=action_target)
-    try:
-        check_path(
-            platform.env_names,
-            source.name,
-            target.name,
-            allow_skip=policy(target).allow_environment_skip,
-        )
-    except ValidationError:
-        _refuse(target, principal, action_target, "environment order")
-        raise
+    action_target = check_promotion(
+        principal,
+        platform.env_names,
+        source,
+        target,
+        permission="pipeline:promote",
+        action="pipeline.promote",
+        what=ref,
+        allow_skip=policy(target).allow_environment_skip,
+    )
     version = get_version(platform, principal, ref, env=source.name)
     provenance = {
         "environment": source.name,
@@ -66,7 +63,13 @@ def promote(
     try:
         code = source.artifacts.get_bytes(version.snapshot_digest)
     except LockgateError as exc:
-        _refuse(target, principal, action_target, type(exc).__name__)
+        audit.record_refusal(
+            target.store,
+            actor=principal.name,
+            action="pipeline.promote",
+            target=action_target,
+            reason=type(exc).__name__,
+        )
         raise IntegrityError(
             f"the code snapshot of {version.pipeline}@{version.version} in {source.name} "
             f"cannot be read back intact: {exc.message}",
@@ -130,15 +133,3 @@ def _promoted_before(
         if existing.promoted_from == provenance:
             return existing
     return None
-
-
-def _refuse(target: Environment, principal: Principal, ref: str, why: str) -> None:
-    with target.store.transaction() as session:
-        audit.record(
-            session,
-            actor=principal.name,
-            action="pipeline.promote",
-            target=ref,
-            outcome="denied",
-            details={"reason": why},
-        )

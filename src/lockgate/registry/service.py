@@ -25,7 +25,7 @@ from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.config.names import check_name
 from lockgate.config.spec import RegistrySpec, parse_gate
-from lockgate.environments.promotion import check_path
+from lockgate.environments.promotion import check_promotion
 from lockgate.errors import (
     ConflictError,
     IntegrityError,
@@ -293,15 +293,7 @@ def set_status(
 
 
 def _refuse(handle: Environment, principal: Principal, action: str, ref: str, why: str) -> None:
-    with handle.store.transaction() as session:
-        audit.record(
-            session,
-            actor=principal.name,
-            action=action,
-            target=ref,
-            outcome="denied",
-            details={"reason": why},
-        )
+    audit.record_refusal(handle.store, actor=principal.name, action=action, target=ref, reason=why)
 
 
 def edit_card(
@@ -368,18 +360,16 @@ def promote(
     source = _environment(platform, source_env)
     target = _environment(platform, to)
     group, number = parse_ref(ref)
-    action_target = f"{source.name}:{ref} -> {target.name}"
-    authorize(target.store, principal, "model:approve", env=target.name, target=action_target)
-    try:
-        check_path(
-            platform.env_names,
-            source.name,
-            target.name,
-            allow_skip=policy(target).allow_environment_skip,
-        )
-    except ValidationError:
-        _refuse(target, principal, "model.promote", action_target, "environment order")
-        raise
+    action_target = check_promotion(
+        principal,
+        platform.env_names,
+        source,
+        target,
+        permission="model:approve",
+        action="model.promote",
+        what=ref,
+        allow_skip=policy(target).allow_environment_skip,
+    )
     version = get(platform, principal, ref, env=source.name)
     if version.status != APPROVED:
         _refuse(target, principal, "model.promote", action_target, f"source is {version.status}")

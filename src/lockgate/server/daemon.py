@@ -155,6 +155,47 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
             (home.run_dir / INFO_FILE).unlink(missing_ok=True)
 
 
+def start_detached(platform: Platform, *, timeout: float) -> dict[str, Any]:
+    """Start ``lockgate up`` in the background (logs to ``run/daemon.log``); its ``daemon.json``
+    once it serves, or a :class:`ConfigError` with the last lines it logged."""
+    import subprocess
+    import sys
+    import time
+
+    from lockgate.config.daemon_files import LOG_FILE
+    from lockgate.serving.fleet import log_tail
+
+    home = platform.home
+    already = running(home)
+    if already:
+        raise ConflictError(
+            f"a daemon already runs for {home.root} (pid {already.get('pid')}).",
+            hint="Stop it with `lockgate down`.",
+        )
+    home.run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = home.run_dir / LOG_FILE
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lockgate", "up", "--home", str(home.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = running(home)
+        if info and info.get("pid") == process.pid:
+            return info
+        if process.poll() is not None:
+            raise ConfigError(
+                f"the daemon exited with status {process.returncode} while starting:\n{log_tail(log_path, 8)}"
+            )
+        time.sleep(0.1)
+    process.terminate()
+    raise ConfigError(f"the daemon did not start within {timeout:.0f} s; see {log_path}.")
+
+
 def _batch_worker(platform: Platform, stop: threading.Event) -> None:
     """Run batch jobs left to the daemon (`batch run --detach`) or whose driver died."""
     import time

@@ -40,7 +40,13 @@ class PartSpec:
 def _fs(uri: str) -> tuple[Any, str]:
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except (ValueError, ImportError) as exc:  # an unknown scheme, or its driver missing
+        raise ValidationError(
+            f"cannot open {uri}: {exc}",
+            hint="Give a local path, a file:// URL, or s3://… with lockgate[s3] installed.",
+        ) from exc
     return fs, path
 
 

@@ -13,7 +13,7 @@ from lockgate.auth import audit
 from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.config.names import check_name
-from lockgate.errors import ConflictError, NotFoundError, ValidationError
+from lockgate.errors import ConflictError, LockgateError, NotFoundError, ValidationError
 from lockgate.platform import Environment, Platform
 from lockgate.serving.package import Manifest, manifest_of
 from lockgate.serving.rollout import Alarms, parse_strategy
@@ -242,6 +242,66 @@ def check_invoke(
     handle = _environment(platform, env)
     authorize(handle.store, principal, "endpoint:invoke", env=handle.name, target=name)
     return get(platform, principal, name, env=handle.name)
+
+
+def invoke(
+    platform: Platform,
+    principal: Principal,
+    name: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    accept: str = "application/json",
+    env: str | None = None,
+) -> bytes:
+    """Send one request to ``name`` through its environment's gateway; the answer's body.
+
+    An answer of 4xx or 5xx becomes the matching error, with the endpoint's own message.
+    """
+    import httpx
+
+    from lockgate.config.daemon_files import running
+
+    found = check_invoke(platform, principal, name, env=env)
+    handle = _environment(platform, env)
+    info = running(platform.home) or {}
+    gateway = info.get("gateways", {}).get(handle.name)
+    if gateway is None:
+        raise ConflictError(
+            "the daemon is not running, so no endpoint serves.",
+            hint="Start it: lockgate up --detach",
+        )
+    url = f"{gateway}/endpoints/{found.name}/invocations"
+    try:
+        response = httpx.post(
+            url, content=body, headers={"Content-Type": content_type, "Accept": accept}, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        raise ConflictError(
+            f"cannot reach {url}: {exc}", hint="Is the daemon running? lockgate status"
+        ) from exc
+    if response.status_code >= 400:
+        raise _answer_error(response.status_code, response.text)
+    return response.content
+
+
+def _answer_error(status: int, text: str) -> LockgateError:
+    import json
+
+    try:
+        message = str(json.loads(text).get("error", text))
+    except (ValueError, AttributeError):
+        message = text
+    kind: type[LockgateError] = (
+        NotFoundError
+        if status == 404
+        else ConflictError
+        if status == 503
+        else ValidationError
+        if status < 500
+        else LockgateError
+    )
+    return kind(f"the endpoint answered {status}: {message}")
 
 
 def _instances(value: int) -> int:
