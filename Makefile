@@ -17,29 +17,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# The golden path on a fresh demo home: bootstrap dev/preprod/prod, train and register abalone in
-# dev, approve it (an automation rule announces the approval), promote model and pipeline to
-# preprod, serve the model on a preprod endpoint and print a prediction (then stop the daemon). In a one-person demo the same user registers and approves, so the demo home allows
-# self-approval; a real platform keeps the default (separation of duties).
+# The golden path on a fresh demo home (`lockgate demo`): bootstrap dev/preprod/prod, start the
+# daemon, create a build-train-deploy project, push, build and train in dev, approve, deploy to a
+# preprod endpoint (endpoint tests, batch job), approve the gated prod deploy, print a prediction
+# from prod. The daemon keeps running for you to explore; `make demo-clean` (or
+# `LOCKGATE_HOME=.demo-home .venv/bin/lockgate down`) stops it.
 demo: $(VENV)/.installed demo-clean
-	$(LG) init --org demo
-	sed -i 's/^allow_self_approval = false .*/allow_self_approval = true   # demo only: one person plays both roles/' $(DEMO_HOME)/platform.toml
-	cat examples/abalone/demo-rules.toml >> $(DEMO_HOME)/platform.toml
-	$(LG) infra apply --yes
-	$(LG) status
-	$(LG) pipeline upsert examples/abalone/pipeline.py
-	$(LG) pipeline run abalone
-	$(LG) model list abalone
-	$(LG) model approve abalone/1 --comment "MSE within the gate; demo approval"
-	$(LG) events worker --once
-	cat $(DEMO_HOME)/approvals.log
-	$(LG) model promote abalone/1 --to preprod
-	$(LG) pipeline promote abalone@1 --to preprod
-	$(LG) model list abalone --env preprod
-	$(LG) up --detach
-	$(LG) endpoint create abalone --model abalone/1 --env preprod
-	$(LG) endpoint invoke abalone --env preprod --data '[[0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0, 0, 1]]'
-	$(LG) down
+	$(LG) demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
@@ -58,6 +42,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_batch.py
 	$(BIN)/python bench/bench_serving_peer.py
+	$(BIN)/python bench/bench_demo.py
 
 demo-clean:
 	if [ -f $(DEMO_HOME)/run/daemon.json ] && [ -x $(BIN)/lockgate ]; then $(LG) down; fi

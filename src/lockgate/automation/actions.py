@@ -71,6 +71,8 @@ def run(platform: Platform, env: Environment, delivery: Delivery, event: Event) 
             return _pipeline(platform, env, action, delivery, values)
         if action["kind"] == "deploy":
             return _deploy(platform, env, action, values)
+        if action["kind"] == "ci":
+            return _ci(platform, action, delivery, event)
     except KeyError as exc:
         return Outcome(False, {}, f"cannot fill the action's placeholders: {exc}", retryable=False)
     return Outcome(False, {}, f"unknown action kind {action['kind']!r}", retryable=False)
@@ -259,6 +261,26 @@ def _deploy(
     return Outcome(
         True,
         {"endpoint": name, "environment": target, "model": ref, "generation": updated.generation},
+    )
+
+
+def _ci(platform: Platform, action: dict[str, Any], delivery: Delivery, event: Event) -> Outcome:
+    """Queue the project's CI deploy run; idempotent by delivery (a redelivery finds it)."""
+    from lockgate.projects import ci
+
+    try:
+        run = ci.enqueue(
+            platform,
+            action["project"],
+            "deploy",
+            action["environment"],
+            trigger=f"rule {delivery.rule} (event {event.type} {event.subject})",
+            key=f"delivery:{delivery.id}",
+        )
+    except LockgateError as exc:
+        return Outcome(False, {}, f"{type(exc).__name__}: {exc.message}", retryable=False)
+    return Outcome(
+        True, {"ci_run": run.id, "status": run.status, "environment": action["environment"]}
     )
 
 

@@ -12,7 +12,9 @@ from lockgate import __version__
 from lockgate.cli import (
     audit,
     batch,
+    ci,
     daemon,
+    demo,
     endpoint,
     env,
     events,
@@ -21,7 +23,9 @@ from lockgate.cli import (
     model,
     param,
     pipeline,
+    project,
     schedule,
+    template,
 )
 from lockgate.cli.init_cmd import init
 from lockgate.cli.status import status
@@ -49,8 +53,12 @@ app.command()(lineage.lineage)
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(batch.app, name="batch")
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(template.app, name="template")
+app.add_typer(project.app, name="project")
+app.add_typer(ci.app, name="ci")
 app.command()(daemon.up)
 app.command()(daemon.down)
+app.command()(demo.demo)
 
 
 def _version(value: bool) -> None:

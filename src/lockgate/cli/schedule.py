@@ -97,11 +97,11 @@ def list_(env: EnvOption = None, home: HomeOption = None, json: JsonOption = Fal
         return
     table(
         None,
-        ["name", "pipeline", "cron (UTC)", "state", "next run", "last run", "last execution"],
+        ["name", "runs", "cron (UTC)", "state", "next run", "last run", "last execution / job"],
         [
             [
                 s.name,
-                s.pipeline,
+                f"batch job: newest approved {s.pipeline}" if s.batch else s.pipeline,
                 s.cron,
                 "paused" if s.paused else "active",
                 "—" if s.paused else f"{schedules.next_slot(s.cron, now):%Y-%m-%d %H:%M}",

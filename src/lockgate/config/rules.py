@@ -98,8 +98,22 @@ class DeployAction(Strict):
         return [self.model]
 
 
+class CiAction(Strict):
+    """Queue a run of a project's CI (``lockgate ci deploy --env ENVIRONMENT``); the project's
+    own rules use it (``lockgate project create`` writes them)."""
+
+    kind: Literal["ci"]
+    project: Name
+    command: Literal["deploy"]
+    environment: Name
+
+    def templates(self) -> list[str]:
+        return []
+
+
 Action = Annotated[
-    PipelineAction | CommandAction | WebhookAction | DeployAction, Field(discriminator="kind")
+    PipelineAction | CommandAction | WebhookAction | DeployAction | CiAction,
+    Field(discriminator="kind"),
 ]
 
 

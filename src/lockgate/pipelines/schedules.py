@@ -9,6 +9,7 @@ The run acts as the schedule's creator, who must still hold ``pipeline:run``.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,6 +107,94 @@ def create(
     return schedule
 
 
+def put_pipeline(
+    platform: Platform,
+    principal: Principal,
+    name: str,
+    pipeline: str,
+    cron: str,
+    parameters: dict[str, str],
+    *,
+    env: str | None = None,
+) -> Schedule:
+    """Create the schedule, or change an existing one to this pipeline, cron and parameters
+    (what a project's CI keeps); the slots it already ran stay run."""
+    handle = service.environment(platform, env)
+    version = service.get_version(platform, principal, pipeline, env=handle.name)
+    service.validate_parameters(version.definition, parameters)
+    return _put(handle.name, platform, principal, name, pipeline, cron, parameters, None)
+
+
+def put_batch(
+    platform: Platform,
+    principal: Principal,
+    name: str,
+    group: str,
+    cron: str,
+    *,
+    input_uri: str,
+    output_uri: str,
+    env: str | None = None,
+) -> Schedule:
+    """A batch job on a cron schedule: each slot scores ``input_uri`` with the newest approved
+    version of ``group`` into ``output_uri/SLOT``."""
+    handle = service.environment(platform, env)
+    authorize(handle.store, principal, "batch:run", env=handle.name, target=name)
+    batch = {"group": group, "input": input_uri, "output": output_uri}
+    return _put(handle.name, platform, principal, name, group, cron, {}, batch)
+
+
+def _put(
+    env: str,
+    platform: Platform,
+    principal: Principal,
+    name: str,
+    target: str,
+    cron: str,
+    parameters: dict[str, str],
+    batch: dict[str, str] | None,
+) -> Schedule:
+    handle = platform.env(env)
+    check_name(name, "schedule")
+    authorize(handle.store, principal, "pipeline:write", env=handle.name, target=name)
+    _check_cron(cron)
+    with handle.store.transaction() as session:
+        existing = db.get(session, name)
+        if existing is None:
+            schedule = Schedule(
+                name,
+                target,
+                cron,
+                parameters,
+                False,
+                None,
+                None,
+                isoformat(utcnow()),
+                principal.name,
+                batch,
+            )
+            db.add(session, schedule)
+        else:
+            db.change(
+                session,
+                name,
+                pipeline=target,
+                cron=cron,
+                parameters=json.dumps(parameters, sort_keys=True),
+                batch=json.dumps(batch, sort_keys=True) if batch else None,
+            )
+        audit.record(
+            session,
+            actor=principal.name,
+            action="schedule.put",
+            target=name,
+            details={"target": target, "cron": cron, "batch": batch is not None},
+        )
+        stored = db.get(session, name)
+    assert stored is not None
+    return stored
+
+
 def list_schedules(
     platform: Platform, principal: Principal, *, env: str | None = None
 ) -> list[Schedule]:
@@ -167,6 +256,8 @@ def _fire(platform: Platform, env: str, schedule: Schedule, slot: datetime) -> F
     slot_text = isoformat(slot)
     execution: Execution | None = None
     error = None
+    if schedule.batch is not None:
+        return _fire_batch(platform, env, schedule, slot)
     try:
         execution = service.start(
             platform,
@@ -187,3 +278,35 @@ def _fire(platform: Platform, env: str, schedule: Schedule, slot: datetime) -> F
             last_execution=execution.id if execution else None,
         )
     return Fired(env, schedule.name, slot_text, execution, error)
+
+
+def _fire_batch(platform: Platform, env: str, schedule: Schedule, slot: datetime) -> Fired:
+    """Start the slot's batch job with the newest approved version of the group."""
+    from lockgate.registry import service as registry
+    from lockgate.serving import batch_service
+
+    assert schedule.batch is not None
+    slot_text = isoformat(slot)
+    principal = Principal(schedule.created_by)
+    job_id, error = None, None
+    try:
+        group = schedule.batch["group"]
+        approved = [
+            v
+            for v in registry.versions(platform, principal, group, env=env)
+            if v.status == registry.APPROVED
+        ]
+        if not approved:
+            raise NotFoundError(f"{group} has no approved version in {env}.")
+        newest = max(approved, key=lambda v: v.version)
+        output = f"{schedule.batch['output']}/{slot.strftime('%Y%m%dT%H%M%SZ')}"
+        job = batch_service.start(
+            platform, principal, newest.ref, schedule.batch["input"], output, env=env
+        )
+        job_id = job.id
+    except LockgateError as exc:
+        error = exc.message
+        log.warning("schedule %s in %s, slot %s: %s", schedule.name, env, slot_text, exc.message)
+    with platform.env(env).store.transaction() as session:
+        db.change(session, schedule.name, last_slot=slot_text, last_execution=job_id)
+    return Fired(env, schedule.name, slot_text, None, error)

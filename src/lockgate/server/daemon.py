@@ -133,6 +133,8 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
         servers = [(Server(_config(app)), api_socket)] + [
             (Server(_config(gw)), sock) for sock, gw in listeners
         ]
+        from lockgate.projects import ci
+
         stop = threading.Event()
         worker = Worker(platform, platform.env_names)
         threads = [
@@ -143,6 +145,7 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
                 target=_pipeline_runner, args=(platform, stop), name="pipeline-runner"
             ),
             threading.Thread(target=_scheduler, args=(platform, stop), name="scheduler"),
+            threading.Thread(target=ci.worker, args=(platform, stop), name="ci-worker"),
         ]
         try:
             _event_loop_run(_run_servers(servers, threads, home, info, on_ready))

@@ -23,6 +23,8 @@ class Schedule:
     last_execution: str | None
     created_at: str
     created_by: str
+    #: A scheduled batch job ({"group", "input", "output"}) instead of a pipeline run.
+    batch: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,12 +41,14 @@ def _schedule(row: ScheduleRow) -> Schedule:
         row.last_execution,
         row.created_at,
         row.created_by,
+        json.loads(row.batch) if row.batch else None,
     )
 
 
 def add(session: Session, schedule: Schedule) -> None:
     values = schedule.to_dict()
     values["parameters"] = json.dumps(schedule.parameters, sort_keys=True)
+    values["batch"] = json.dumps(schedule.batch, sort_keys=True) if schedule.batch else None
     session.add(ScheduleRow(**values))
 
 

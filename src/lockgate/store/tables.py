@@ -317,3 +317,55 @@ class ScheduleRow(Base):
     last_execution: Mapped[str | None] = mapped_column(String(26), nullable=True)
     created_at: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[str] = mapped_column(String(200))
+    #: For a scheduled batch job: {"group", "input", "output"} as JSON (then ``pipeline`` is unused).
+    batch: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ProjectRow(Base):
+    """A project's footprint in this environment: its template, repository and protection rules."""
+
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    template: Mapped[str] = mapped_column(String(60))
+    template_version: Mapped[str] = mapped_column(String(40))
+    repo: Mapped[str] = mapped_column(Text)
+    options: Mapped[str] = mapped_column(Text)
+    #: The project's deployment environments, in order (JSON list).
+    environments: Mapped[str] = mapped_column(Text)
+    #: Who must approve a CI deploy into this environment (JSON list; empty: no approval).
+    required_approvers: Mapped[str] = mapped_column(Text)
+    ci_principal: Mapped[str] = mapped_column(String(200))
+    #: What provisioning created here, so delete removes exactly that (JSON list of addresses).
+    resources: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+
+class CiRunRow(Base):
+    """One CI run (build, deploy or test) of a project in this environment; claimed with a lease."""
+
+    __tablename__ = "ci_runs"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    project: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trigger: Mapped[str] = mapped_column(String(200))
+    #: A rule delivery or a parent run: the same key never queues two runs.
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), nullable=True, unique=True)
+    approvers: Mapped[str] = mapped_column(Text)
+    approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    approved_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    run_as: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -1,0 +1,240 @@
+"""``lockgate project``: self-service projects made from templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lockgate.cli.common import HomeOption, JsonOption, console, me, open_platform, print_json
+from lockgate.cli.render import table
+
+app = typer.Typer(
+    help="Projects: a repository from a template, with CI, deployment environments and their "
+    "resources.",
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[str, typer.Argument(help="The project's name.")]
+
+
+def _options(values: list[str]) -> dict[str, str]:
+    from lockgate.errors import ValidationError
+
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError(
+                f"option {item!r} is not key=value.", hint="For example: --option serving=realtime"
+            )
+        out[key] = value
+    return out
+
+
+def _approvers(values: list[str]) -> dict[str, list[str]]:
+    from lockgate.errors import ValidationError
+
+    out: dict[str, list[str]] = {}
+    for item in values:
+        env, sep, names = item.partition("=")
+        if not sep or not env:
+            raise ValidationError(
+                f"--approvers {item!r} is not ENV=PRINCIPAL[,PRINCIPAL…].",
+                hint="For example: --approvers prod=user:alice,user:bob  (empty: prod= for none)",
+            )
+        out[env] = [n for n in names.split(",") if n]
+    return out
+
+
+@app.command()
+def create(
+    name: NameArg,
+    template: Annotated[
+        str, typer.Option("--template", "-t", help="See `lockgate template list`.")
+    ],
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="KEY=VALUE (repeatable).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="The template version (default: the latest).")
+    ] = None,
+    dir_: Annotated[Path | None, typer.Option("--dir", help="Clone the working copy here.")] = None,
+    approvers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approvers",
+            help="ENV=PRINCIPAL[,…]: required approvers of deploys into ENV (default: you, for "
+            "the last environment).",
+        ),
+    ] = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Create a project: its repository from the template, and in each deployment environment
+    its artifact location, CI principal, variables, model group and automation rules. A failure
+    removes everything created.
+
+    Examples:
+
+      lockgate project create churn --template build-train-deploy --dir ./churn
+
+      lockgate project create fraud -t build-train-deploy -o serving=realtime -o byoc=true
+
+      lockgate project create scores -t promote-pipeline --approvers preprod=user:alice
+    """
+    from lockgate.projects import service
+
+    created = service.create(
+        open_platform(home),
+        me(),
+        name,
+        template,
+        options=_options(option or []),
+        version=version,
+        checkout=dir_.absolute() if dir_ else None,
+        approvers=_approvers(approvers or []),
+    )
+    if json:
+        print_json(
+            {
+                **created.project.to_dict(),
+                "checkout": str(created.checkout) if created.checkout else None,
+                "provisioned": created.provisioned,
+            }
+        )
+        return
+    p = created.project
+    console.print(f"Project {name} from {p.template} {p.template_version}.")
+    console.print(f"  repository: {created.repo}")
+    if created.checkout:
+        console.print(f"  working copy: {created.checkout}")
+    for env, addresses in created.provisioned.items():
+        console.print(f"  {env}: {len(addresses)} resources ({', '.join(addresses)})")
+    console.print(
+        f"Push to main to build it: git -C {created.checkout or '<checkout>'} push   "
+        f"(then: lockgate ci runs {name})"
+    )
+
+
+@app.command("list")
+def list_(home: HomeOption = None, json: JsonOption = False) -> None:
+    """List the projects."""
+    from lockgate.projects import service
+
+    found = service.list_projects(open_platform(home), me())
+    if json:
+        print_json([p.to_dict() for p in found])
+        return
+    table(
+        None,
+        ["name", "template", "version", "environments", "created by", "repository"],
+        [
+            [
+                p.name,
+                p.template,
+                p.template_version,
+                ", ".join(p.environments),
+                p.created_by,
+                p.repo,
+            ]
+            for p in found
+        ],
+    )
+
+
+@app.command()
+def show(name: NameArg, home: HomeOption = None, json: JsonOption = False) -> None:
+    """Show a project: template, repository, and each deployment environment's protection
+    rules, CI principal and resources."""
+    from lockgate.projects import service
+
+    found = service.get(open_platform(home), me(), name)
+    if json:
+        print_json(found)
+        return
+    console.print(f"[bold]{name}[/] — {found['template']} {found['template_version']}")
+    console.print(f"  clone: {found['clone']}")
+    table(
+        "deployment environments",
+        ["environment", "required approvers", "CI principal", "resources"],
+        [
+            [
+                env,
+                ", ".join(e["required_approvers"]) or "none",
+                e["ci_principal"],
+                len(e["resources"]),
+            ]
+            for env, e in found["environments"].items()
+        ],
+    )
+
+
+@app.command()
+def update(
+    name: NameArg,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The template version (default: the latest).")
+    ] = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Bring a newer template version into the project: a three-way merge that keeps your
+    edits. A clean merge is pushed to main (CI builds it); conflicts go to a branch for you to
+    resolve. No environment resource is touched.
+
+    Example:
+
+      lockgate project update churn --to 2.0.0
+    """
+    from lockgate.projects import service
+
+    done = service.update(open_platform(home), me(), name, to=to)
+    if json:
+        print_json(done.__dict__)
+        return
+    if not done.conflicts:
+        console.print(
+            f"{name}: {done.old_version} → {done.new_version}, pushed to {done.branch} "
+            f"({done.commit[:12] if done.commit else ''}); CI builds it."
+        )
+        return
+    console.print(
+        f"{name}: {done.old_version} → {done.new_version} has conflicts in "
+        f"{', '.join(done.conflicts)}."
+    )
+    console.print(
+        f"They are on branch {done.branch} with conflict markers: fetch it, resolve, merge into "
+        "main and push. The project stays on the old version until then."
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def delete(
+    name: NameArg,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also remove the repository and the CI runs.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Delete a project's CI principal, roles, variables, rules and CI schedules. Model
+    versions and endpoints stay (they may be serving); the repository stays unless --purge."""
+    from lockgate.cli.common import confirm_or_abort
+    from lockgate.projects import service
+
+    if not confirm_or_abort(f"Delete project {name}?", yes):
+        raise typer.Exit(1)
+    done = service.delete(open_platform(home), me(), name, purge=purge)
+    if json:
+        print_json(done)
+        return
+    console.print(
+        f"Project {name} deleted from {', '.join(done['environments']) or 'no environment'}."
+    )
+    console.print(f"  repository: {done['repo']}")
+    for item in done["kept"]:
+        console.print(f"  kept: {item}")
