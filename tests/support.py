@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -62,3 +64,26 @@ def downgrade_store(url: str, revision: str) -> None:
     with engine_for(url).begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive ports free now, below the kernel's ephemeral range
+    (client connections take ports from there), in a region of its own per test worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    region = int(worker.removeprefix("gw") or 0) % 4
+    low = 23000 + region * 2000
+    for _ in range(200):
+        base = random.randrange(low, low + 2000 - size, 10)
+        if all(_free(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import random
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,35 +17,12 @@ from lockgate.infra.bootstrap import init
 from lockgate.pipelines.types import Model
 from lockgate.platform import Platform
 from lockgate.registry import service as registry
-from support import run_cli
+from support import free_port_block, run_cli
 
 LEAD = Principal("user:lena")
 ROW = "[[1, 2, 3]]"  # a + 2b + 3c = 14
 
 FEATURES = ["a", "b", "c"]
-
-
-def free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive ports free now, below the kernel's ephemeral range
-    (client connections take ports from there), in a region of its own per test worker."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    region = int(worker.removeprefix("gw") or 0) % 4
-    low = 23000 + region * 2000
-    for _ in range(200):
-        base = random.randrange(low, low + 2000 - size, 10)
-        if all(_free(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon binds
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def make_model(folder: Path, factor: float = 1.0) -> Path:

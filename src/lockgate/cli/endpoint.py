@@ -200,7 +200,7 @@ def list_(env: EnvOption = None, home: HomeOption = None, json: JsonOption = Fal
 
     found = service.list_endpoints(open_platform(home), me(), env=env)
     if json:
-        print_json([e.to_dict() for e in found])
+        print_json([{**e.to_dict(), "url": (e.serving or {}).get("url")} for e in found])
         return
     table(
         None,

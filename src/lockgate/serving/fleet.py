@@ -134,6 +134,10 @@ class Fleet:
             "SM_MODEL_DIR": str(self.model_dir),
             "LOCKGATE_INSTANCE": f"g{self.generation}-{instance.index}",
             "LOCKGATE_WATCH_PARENT": "1",
+            # A command's `python` is the one Lockgate runs on, with the same libraries.
+            "PATH": os.pathsep.join(
+                [os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)]
+            ),
         }
         instance.log.parent.mkdir(parents=True, exist_ok=True)
         with instance.log.open("ab") as log:

@@ -8,6 +8,8 @@ The manifest says how to serve it::
 
 A folder without a manifest is read by convention: ``inference.py`` → python; one ``*.joblib``
 or ``*.pkl`` file → sklearn. ``Model.save`` in a pipeline step writes the manifest for you.
+A command runs with the folder of Lockgate's own Python first on ``PATH``, so ``python`` there
+has the libraries the platform has.
 """
 
 from __future__ import annotations

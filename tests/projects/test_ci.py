@@ -1,0 +1,139 @@
+"""CI runs: leases and retries, approvals, runs by hand in a checkout, the hook's filters, and
+failures recorded with their reason."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lockgate.auth.principal import Principal
+from lockgate.errors import ConflictError, ValidationError
+from lockgate.platform import Platform
+from lockgate.projects import ci, githost, service, templates
+from lockgate.store import projects as db
+from support import run_cli
+
+
+def _commit(checkout: Path, name: str, text: str, *, push: str | None = "main") -> None:
+    (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / name).write_text(text)
+    githost.git("add", name, cwd=checkout)
+    githost.git("commit", "--quiet", "-m", f"edit {name}", cwd=checkout)
+    if push:
+        githost.git("push", "--quiet", "origin", f"HEAD:{push}", cwd=checkout)
+
+
+@pytest.fixture
+def tiny(platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path) -> Path:
+    templates.add(platform.home, str(template_v1), name="tiny")
+    checkout = tmp_path / "work"
+    service.create(platform, admin, "tiny-app", "tiny", checkout=checkout)
+    return checkout
+
+
+def test_only_a_push_to_main_queues_a_build(
+    platform: Platform, admin: Principal, tiny: Path
+) -> None:
+    githost.git("checkout", "--quiet", "-b", "feature", cwd=tiny)
+    _commit(tiny, "a.txt", "x", push="feature")
+    assert ci.list_runs(platform, admin, "tiny-app") == []
+    githost.git("push", "--quiet", "origin", "--delete", "feature", cwd=tiny)
+    assert ci.list_runs(platform, admin, "tiny-app") == []
+
+
+def test_a_dead_workers_run_is_taken_over_and_given_up_after_three_tries(
+    platform: Platform, admin: Principal, tiny: Path
+) -> None:
+    _commit(tiny, "a.txt", "x")
+    ((_, queued),) = ci.list_runs(platform, admin, "tiny-app")
+    dev = platform.env("dev")
+    with dev.store.transaction() as s:  # a worker claims it, then dies
+        claimed = db.claim_run(s, "worker-a", lease_s=60)
+    assert claimed is not None and claimed.id == queued.id
+    assert ci.work_once(platform, "worker-b") is None  # its lease still holds
+    with dev.store.transaction() as s:
+        db.change_run(s, queued.id, lease_expires_at=time.time() - 1)
+    assert ci.work_once(platform, "worker-b") == queued.id
+    _, done = ci.get(platform, admin, queued.id)
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    # The first worker, back from the dead, cannot overwrite the outcome.
+    with dev.store.transaction() as s:
+        assert not db.finish_run(s, queued.id, "worker-a", status="failed")
+
+    _commit(tiny, "b.txt", "y")
+    run = next(r for _, r in ci.list_runs(platform, admin, "tiny-app") if r.status == "queued")
+    for worker in ("w1", "w2", "w3"):
+        with dev.store.transaction() as s:
+            assert db.claim_run(s, worker, lease_s=-1) is not None  # dies at once
+    assert ci.work_once(platform, "w4") == run.id
+    _, gave_up = ci.get(platform, admin, run.id)
+    assert gave_up.status == "failed" and "gave up after 3 attempts" in (gave_up.error or "")
+
+
+def test_ci_build_by_hand_runs_the_working_tree(
+    platform: Platform, admin: Principal, tiny: Path
+) -> None:
+    (tiny / "lockgate.yaml").write_text((tiny / "lockgate.yaml").read_text().replace("'4'", "'5'"))
+    done = run_cli(platform.home, "ci", "build", "--dir", str(tiny))
+    assert done.code == 0, done.err + done.out
+    assert "pipeline run tiny-app@1 in dev {'scale': '5'}" in done.out
+    ((env, run),) = ci.list_runs(platform, admin, "tiny-app")
+    assert (env, run.trigger, run.run_as, run.status) == ("dev", "by hand", admin.name, "succeeded")
+
+    wrong = run_cli(platform.home, "ci", "deploy", "--env", "dev", "--dir", str(tiny))
+    assert wrong.code != 0 and "ci build" in wrong.err
+
+
+def test_a_failing_unit_test_fails_the_build(
+    platform: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "solo"
+    service.create(platform, admin, "solo", "build-train", checkout=checkout)
+    _commit(checkout, "tests/unit/test_broken.py", "def test_broken():\n    assert 1 == 2\n")
+    run_id = ci.work_once(platform, "w")
+    assert run_id is not None
+    _, run = ci.get(platform, admin, run_id)
+    assert run.status == "failed" and "unit tests failed" in (run.error or "")
+    assert "1 failed" in (run.log or "")
+
+
+def test_approvals_are_for_waiting_runs_and_their_approvers(
+    platform: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    service.create(
+        platform,
+        admin,
+        "gated",
+        "build-train-deploy",
+        approvers={"preprod": ["user:lena"], "prod": []},
+    )
+    waiting = ci.enqueue(platform, "gated", "deploy", "preprod", trigger="test")
+    assert waiting.status == "waiting" and waiting.approvers == ["user:lena"]
+    with pytest.raises(Exception, match="not a required approver"):
+        ci.approve(platform, admin, waiting.id)
+    approved = ci.approve(platform, Principal("user:lena"), waiting.id, comment="ok")
+    assert (approved.status, approved.approved_by) == ("queued", "user:lena")
+    with pytest.raises(ConflictError, match="only a waiting run"):
+        ci.approve(platform, Principal("user:lena"), waiting.id)
+    free = ci.enqueue(platform, "gated", "deploy", "prod", trigger="test")
+    assert free.status == "queued"  # prod= (no approvers) was asked for
+    again = ci.enqueue(platform, "gated", "deploy", "prod", trigger="rule", key="delivery:1")
+    assert (
+        ci.enqueue(platform, "gated", "deploy", "prod", trigger="rule", key="delivery:1").id
+        == again.id
+    )
+    with pytest.raises(ValidationError, match="approvals start with the next"):
+        service.create(
+            platform, admin, "gated2", "build-train-deploy", approvers={"dev": ["user:x"]}
+        )
+
+
+def test_an_option_the_template_refuses_creates_nothing(
+    platform: Platform, admin: Principal
+) -> None:
+    with pytest.raises(ValidationError, match="byoc serves real-time only"):
+        service.create(platform, admin, "mixed", "build-train-deploy", options={"byoc": "true"})
+    assert not githost.project_repo(platform.home, "mixed").exists()
+    assert service.list_projects(platform, admin) == []
