@@ -107,7 +107,7 @@ def _apply_in_store(session: Session, env: Environment, plan: Plan, location: st
     if db.get_project(session, plan.project) is not None:
         raise ConflictError(f"project {plan.project} already exists in {env.name}.")
     created: list[str] = []
-    own = BUILD_PERMISSIONS if plan.index == 0 else DEPLOY_PERMISSIONS
+    own: tuple[str, ...] = BUILD_PERMISSIONS if plan.index == 0 else DEPLOY_PERMISSIONS
     if plan.promote == "pipeline" and plan.index > 0:
         own += ("model:write",)  # the promoted pipeline registers its model in each environment
     roles: list[tuple[str, tuple[str, ...]]] = [(ci_role(plan.project), own)]
