@@ -137,3 +137,53 @@ def test_an_option_the_template_refuses_creates_nothing(
         service.create(platform, admin, "mixed", "build-train-deploy", options={"byoc": "true"})
     assert not githost.project_repo(platform.home, "mixed").exists()
     assert service.list_projects(platform, admin) == []
+
+
+def test_secrets_reach_unit_tests_and_steps_and_never_the_log(
+    platform: Platform, admin: Principal, tiny: Path
+) -> None:
+    secret = "s3cr3t-value-42"
+    service.set_secret(platform, admin, "tiny-app", "TOKEN", secret)
+    assert [s["name"] for s in service.list_secrets(platform, admin, "tiny-app")] == ["TOKEN"]
+    with pytest.raises(ValidationError, match="not an environment variable name"):
+        service.set_secret(platform, admin, "tiny-app", "bad-key", "x")
+    (tiny / "lockgate.yaml").write_text(
+        (tiny / "lockgate.yaml").read_text() + "unit_tests: tests\n"
+    )
+    _commit(
+        tiny,
+        "tests/test_env.py",
+        "import os\n\n\ndef test_env():\n"
+        f"    assert os.environ['TOKEN'] == {secret!r}\n"
+        "    assert os.environ['MODEL_GROUP'] == 'tiny-app'\n"
+        f"    print('the token is', os.environ['TOKEN'])\n",
+        push=None,
+    )
+    _commit(
+        tiny,
+        "pipeline/pipeline.py",
+        "import os\n\nfrom lockgate import Metrics, pipeline, step\n\n\n@step\n"
+        "def measure(scale: int) -> Metrics:\n"
+        f"    return Metrics(token_ok=os.environ.get('TOKEN') == {secret!r}, env=os.environ['ENVIRONMENT'])\n\n\n"
+        '@pipeline(name="tiny-app")\ndef tiny(scale: int = 3) -> None:\n    measure(scale)\n',
+    )
+    run_id = ci.work_once(platform, "w")
+    assert run_id is not None
+    _, run = ci.get(platform, admin, run_id)
+    assert run.status == "succeeded", run.log
+    from lockgate.pipelines import service as pipelines
+
+    (execution,) = pipelines.list_executions(platform, admin, "tiny-app", env="dev")
+    assert execution.project == "tiny-app"
+    (step,) = pipelines.describe(platform, admin, execution.id, env="dev")["steps"]
+    assert step["value"] == {"token_ok": True, "env": "dev"}
+    assert secret not in (run.log or "")
+
+
+def test_the_ci_log_masks_secret_values(tmp_path: Path) -> None:
+    from lockgate.projects.citools import CiLog
+
+    log = CiLog(tmp_path / "run.log", secrets=["hunter2-secret", "abc"])
+    log.line("connecting with hunter2-secret to the warehouse (abc is short and left alone)")
+    text = log.close()
+    assert "hunter2-secret" not in text and "***" in text and "abc is short" in text

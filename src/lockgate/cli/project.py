@@ -238,3 +238,71 @@ def delete(
     console.print(f"  repository: {done['repo']}")
     for item in done["kept"]:
         console.print(f"  kept: {item}")
+
+
+secret_app = typer.Typer(
+    help="A project's secrets: encrypted at rest, given to its CI runs and pipeline steps as "
+    "environment variables, masked in CI logs, never printed.",
+    no_args_is_help=True,
+)
+app.add_typer(secret_app, name="secret")
+
+
+@secret_app.command("set")
+def secret_set(
+    name: NameArg,
+    key: Annotated[str, typer.Argument(help="The variable name, e.g. WAREHOUSE_TOKEN.")],
+    value_env: Annotated[
+        str | None,
+        typer.Option("--value-env", help="Read the value from this environment variable."),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Only in this environment (repeatable; default: all)."),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Set a secret. The value comes from --value-env, else standard input (a prompt on a
+    terminal, without echo); it is never an argument, so it stays out of shell history.
+
+    Examples:
+
+      lockgate project secret set churn WAREHOUSE_TOKEN --value-env TOKEN
+
+      printf %s "$TOKEN" | lockgate project secret set churn WAREHOUSE_TOKEN --env prod
+    """
+    import os
+    import sys
+
+    from lockgate.errors import ValidationError
+    from lockgate.projects import service
+
+    if value_env is not None:
+        value = os.environ.get(value_env)
+        if value is None:
+            raise ValidationError(f"environment variable {value_env} is not set.")
+    elif sys.stdin.isatty():
+        value = typer.prompt(f"{key}", hide_input=True)
+    else:
+        value = sys.stdin.read().rstrip("\n")
+    envs = service.set_secret(open_platform(home), me(), name, key, value, envs=env)
+    console.print(f"Secret {key} of {name} set in {', '.join(envs)} (encrypted).")
+
+
+@secret_app.command("list")
+def secret_list(name: NameArg, home: HomeOption = None, json: JsonOption = False) -> None:
+    """List a project's secrets (names and versions, never values)."""
+    from lockgate.projects import service
+
+    found = service.list_secrets(open_platform(home), me(), name)
+    if json:
+        print_json(found)
+        return
+    table(
+        None,
+        ["environment", "name", "version", "updated", "by"],
+        [
+            [s["environment"], s["name"], s["version"], s["updated_at"], s["updated_by"]]
+            for s in found
+        ],
+    )

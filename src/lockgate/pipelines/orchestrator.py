@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +426,7 @@ class Orchestrator:
     def _task(
         self, name: str, step: dict[str, Any], attempt: int, inputs: dict[str, dict[str, Any]]
     ) -> StepTask:
-        return build_task(
+        task = build_task(
             execution_id=self.execution_id,
             name=name,
             step=step,
@@ -435,6 +435,15 @@ class Orchestrator:
             exec_dir=self.exec_dir,
             code_dir=self.code_dir,
             artifact_url=self.env.artifacts.url,
+        )
+        if self.execution.project is None:
+            return task
+        from lockgate.parameters import projects
+
+        # Read at each attempt, so a rotated secret reaches the next one; the step's own
+        # settings win over the project's variables.
+        return replace(
+            task, env={**projects.environment(self.env, self.execution.project), **task.env}
         )
 
     def _adopt(self, runs: dict[str, StepRun]) -> None:

@@ -183,10 +183,12 @@ def start(
     *,
     env: str | None = None,
     idempotency_key: str | None = None,
+    project: str | None = None,
 ) -> Execution:
     """Create a pending execution of ``NAME[@VERSION]`` with ``parameters`` (validated).
 
-    With an ``idempotency_key`` a second call returns the execution the first one created.
+    With an ``idempotency_key`` a second call returns the execution the first one created. With
+    a ``project``, its steps get the project's variables and secrets in their environment.
     """
     version = get_version(platform, principal, ref, env=env)
     handle = environment(platform, env)
@@ -206,6 +208,7 @@ def start(
         False,
         None,
         None,
+        project,
     )
     try:
         with handle.store.transaction() as s:

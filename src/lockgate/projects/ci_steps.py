@@ -27,11 +27,10 @@ from typing import Any
 from lockgate.auth.principal import Principal
 from lockgate.config.daemon_files import running
 from lockgate.errors import NotFoundError
+from lockgate.parameters import projects as project_params
 from lockgate.platform import Environment, Platform
-from lockgate.projects import provision
 from lockgate.projects.citools import CiLog, StepFailed
 from lockgate.projects.manifest import ProjectConfig, inside, load
-from lockgate.store import params
 
 #: How long a CI step waits for an execution, an endpoint or a batch job.
 WAIT_S = 1800.0
@@ -64,27 +63,8 @@ def run(ctx: Context, kind: str, env: str) -> None:
 # --- variables and secrets ----------------------------------------------------------------------
 
 
-def variables(env: Environment, project: str) -> dict[str, str]:
-    prefix = provision.variables_prefix(env.name, project)
-    with env.store.read() as session:
-        stored = params.list_parameters(session, prefix)
-    return {p.name.removeprefix(prefix): p.value for p in stored if not p.secure}
-
-
-def secrets(env: Environment, project: str) -> dict[str, str]:
-    """The project's secrets in ``env``, in clear: only for a CI run's own processes."""
-    from lockgate.auth import secrets as crypto
-
-    prefix = provision.secrets_prefix(env.name, project)
-    with env.store.read() as session:
-        stored = params.list_parameters(session, prefix)
-    return {
-        p.name.removeprefix(prefix): crypto.decrypt(env.keys, p.value) for p in stored if p.secure
-    }
-
-
 def secret_values(env: Environment, project: str) -> list[str]:
-    return list(secrets(env, project).values())
+    return list(project_params.secrets(env, project).values())
 
 
 # --- build ---------------------------------------------------------------------------------------
@@ -114,8 +94,7 @@ def _unit_tests(ctx: Context, config: ProjectConfig, handle: Environment) -> Non
         return
     env = {
         **os.environ,
-        **variables(handle, ctx.project),
-        **secrets(handle, ctx.project),
+        **project_params.environment(handle, ctx.project),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     done = subprocess.run(
@@ -156,6 +135,7 @@ def _run_pipeline(ctx: Context, config: ProjectConfig, env: str, ref: str) -> st
         parameters,
         env=env,
         idempotency_key=f"ci:{ctx.run_id}:{env}",
+        project=ctx.project,
     )
     ctx.log.line(f"execution {execution.id}")
     if running(ctx.platform.home) is None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from lockgate.auth import audit
 from lockgate.errors import ConflictError
 from lockgate.ids import isoformat, utcnow
+from lockgate.parameters.projects import secrets_prefix, variables_prefix
 from lockgate.platform import Environment
 from lockgate.store import automation, iam, params, registry
 from lockgate.store import projects as db
@@ -50,14 +51,6 @@ def read_role(project: str) -> str:
 
 def deploy_rule(project: str) -> str:
     return f"{project}-deploy"
-
-
-def variables_prefix(env: str, project: str) -> str:
-    return f"/lockgate/{env}/projects/{project}/variables/"
-
-
-def secrets_prefix(env: str, project: str) -> str:
-    return f"/lockgate/{env}/projects/{project}/secrets/"
 
 
 @dataclass(frozen=True)

@@ -360,3 +360,71 @@ def _now() -> str:
     from lockgate.ids import isoformat, utcnow
 
     return isoformat(utcnow())
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+SECRET_KEY_RE = r"^[A-Z_][A-Z0-9_]{0,63}$"
+
+
+def set_secret(
+    platform: Platform,
+    principal: Principal,
+    name: str,
+    key: str,
+    value: str,
+    *,
+    envs: list[str] | None = None,
+) -> list[str]:
+    """Store secret ``key`` of project ``name`` (encrypted) in ``envs`` (default: all of the
+    project's); its CI runs and pipeline steps get it as ``$KEY``. Returns the environments."""
+    import re
+
+    from lockgate.parameters import service as parameters
+    from lockgate.parameters.projects import secrets_prefix
+
+    if not re.match(SECRET_KEY_RE, key):
+        raise ValidationError(
+            f"secret name {key!r} is not an environment variable name.",
+            hint="Use capitals, digits and '_', e.g. WAREHOUSE_TOKEN.",
+        )
+    footprints = _footprints(platform, name)
+    if not footprints:
+        raise NotFoundError(f"there is no project {name}.", hint="List them: lockgate project list")
+    targets = envs or list(footprints)
+    unknown = [e for e in targets if e not in footprints]
+    if unknown:
+        raise ValidationError(
+            f"{', '.join(unknown)} is not a deployment environment of {name} ({', '.join(footprints)})."
+        )
+    for env in targets:
+        parameters.put(
+            platform,
+            principal,
+            secrets_prefix(env, name) + key,
+            value,
+            secure=True,
+            description=f"secret of project {name}",
+        )
+    return targets
+
+
+def list_secrets(platform: Platform, principal: Principal, name: str) -> list[dict[str, Any]]:
+    """The project's secrets per environment: names, versions, who set them; never values."""
+    from lockgate.parameters import service as parameters
+    from lockgate.parameters.projects import secrets_prefix
+
+    out = []
+    for env in _footprints(platform, name):
+        prefix = secrets_prefix(env, name)
+        for p in parameters.list_parameters(platform, principal, env=env, prefix=prefix):
+            out.append(
+                {
+                    "environment": env,
+                    "name": p.name.removeprefix(prefix),
+                    "version": p.version,
+                    "updated_at": p.updated_at,
+                    "updated_by": p.updated_by,
+                }
+            )
+    return out

@@ -47,6 +47,7 @@ class Execution:
     stop_requested: bool
     lease_owner: str | None
     lease_expires_at: float | None
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def _execution(row: ExecutionRow) -> Execution:
         row.stop_requested,
         row.lease_owner,
         row.lease_expires_at,
+        row.project,
     )
 
 
@@ -206,6 +208,7 @@ def add_execution(
             created_at=execution.created_at,
             created_by=execution.created_by,
             stop_requested=False,
+            project=execution.project,
         )
     )
     for name in steps:

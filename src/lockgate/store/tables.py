@@ -105,6 +105,8 @@ class ExecutionRow(Base):
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: Set by automation: a redelivered "start pipeline" finds the execution it started.
     idempotency_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    #: The project whose CI started it: its steps get the project's variables and secrets.
+    project: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class StepRunRow(Base):

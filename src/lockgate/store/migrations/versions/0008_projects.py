@@ -1,4 +1,4 @@
-"""Projects, CI runs, and scheduled batch jobs.
+"""Projects, CI runs, scheduled batch jobs, and the project an execution runs for.
 
 Revision ID: 0008
 Revises: 0007
@@ -17,6 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("schedules", sa.Column("batch", sa.Text(), nullable=True))
+    op.add_column("executions", sa.Column("project", sa.String(40), nullable=True))
     op.create_table(
         "projects",
         sa.Column("name", sa.String(40), primary_key=True),
@@ -62,3 +63,5 @@ def downgrade() -> None:
     op.drop_table("projects")
     with op.batch_alter_table("schedules") as batch:
         batch.drop_column("batch")
+    with op.batch_alter_table("executions") as batch:
+        batch.drop_column("project")
