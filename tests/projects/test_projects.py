@@ -238,3 +238,24 @@ def test_a_failing_build_is_marked_failed_with_the_reason(
     _, done = ci.get(platform, admin, run_id)
     assert done.status == "failed"
     assert done.error and "pipeline.py" in done.error
+
+
+def test_a_data_scientist_creates_projects_and_a_viewer_may_not(
+    platform: Platform, template_v1: Path
+) -> None:
+    from lockgate.auth import audit
+    from lockgate.errors import PermissionDeniedError
+
+    templates.add(platform.home, str(template_v1), name="tiny")
+    dev = platform.env("dev")
+    with dev.store.transaction() as s:
+        iam.add_binding(s, "user:dana", "data-scientist")
+        iam.add_binding(s, "user:vic", "viewer")
+    created = service.create(platform, Principal("user:dana"), "selfserve", "tiny")
+    assert created.project.created_by == "user:dana"
+    with pytest.raises(PermissionDeniedError, match="project:write"):
+        service.create(platform, Principal("user:vic"), "nope", "tiny")
+    with dev.store.read() as s:
+        denied = audit.list_events(s, action="project:write")
+    assert [(e.actor, e.outcome) for e in denied] == [("user:vic", "denied")]
+    assert [p.name for p in service.list_projects(platform, Principal("user:vic"))] == ["selfserve"]

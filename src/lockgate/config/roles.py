@@ -34,6 +34,9 @@ PERMISSIONS: dict[str, str] = {
     "batch:run": "start and resume batch inference jobs",
     "events:read": "list the event outbox, automation rules and their deliveries",
     "events:write": "redeliver a failed delivery of an event to a rule",
+    "project:read": "list and show projects and their CI runs",
+    "project:write": "create, update and delete projects (checked in their first environment; "
+    "the platform provisions the later ones, as a launch role would)",
 }
 
 DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
@@ -50,6 +53,7 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
             "endpoint:*",
             "batch:*",
             "events:read",
+            "project:*",
         ],
     ),
     "data-scientist": (
@@ -66,6 +70,7 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
             "endpoint:*",
             "batch:*",
             "events:read",
+            "project:*",
         ],
     ),
     "viewer": (
@@ -79,10 +84,11 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
             "endpoint:read",
             "batch:read",
             "events:read",
+            "project:read",
         ],
     ),
     "ci": (
-        "A CI service principal (scoped per project in a later release).",
+        "A CI service principal for outside CI (each project also gets its own, scoped to it).",
         [
             "env:read",
             "param:read",

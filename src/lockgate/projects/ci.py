@@ -142,7 +142,7 @@ def list_runs(
     out = []
     for env in platform.env_names:
         handle = platform.ready(env)
-        if not is_allowed(handle.store, principal, "pipeline:read"):
+        if not is_allowed(handle.store, principal, "project:read"):
             continue
         with handle.store.read() as session:
             out += [(env, r) for r in db.list_runs(session, project, limit)]
@@ -154,7 +154,7 @@ def get(platform: Platform, principal: Principal, run_id: str) -> tuple[str, db.
     from lockgate.auth.policy import authorize
 
     handle, run = find(platform, run_id)
-    authorize(handle.store, principal, "pipeline:read", env=handle.name, target=run_id)
+    authorize(handle.store, principal, "project:read", env=handle.name, target=run_id)
     return handle.name, run
 
 

@@ -83,15 +83,12 @@ def create(
     first = platform.ready()
     for env in platform.env_names:
         platform.ready(env)
-    authorize(first.store, principal, "infra:apply", env=first.name, target=f"project {name}")
+    authorize(first.store, principal, "project:write", env=first.name, target=f"project {name}")
     template = templates.get(platform.home, template_name)
     version = templates.check_version(template, version)
     answers = templates.check_options(template, options or {})
     environments = platform.env_names if template.environments == "all" else platform.env_names[:1]
     for env in environments:
-        authorize(
-            platform.env(env).store, principal, "infra:apply", env=env, target=f"project {name}"
-        )
         with platform.env(env).store.read() as session:
             if db.get_project(session, name) is not None:
                 raise ConflictError(
@@ -197,7 +194,7 @@ def get(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
     if not footprints:
         raise NotFoundError(f"there is no project {name}.", hint="List them: lockgate project list")
     first_env, first = next(iter(footprints.items()))
-    authorize(platform.env(first_env).store, principal, "env:read", env=first_env, target=name)
+    authorize(platform.env(first_env).store, principal, "project:read", env=first_env, target=name)
     return {
         "name": name,
         "template": first.template,
@@ -220,7 +217,7 @@ def get(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
 
 def list_projects(platform: Platform, principal: Principal) -> list[db.Project]:
     first = platform.ready()
-    authorize(first.store, principal, "env:read", env=first.name, target="projects")
+    authorize(first.store, principal, "project:read", env=first.name, target="projects")
     with first.store.read() as session:
         return db.list_projects(session)
 
@@ -247,11 +244,9 @@ def update(
     footprints = _footprints(platform, name)
     if not footprints:
         raise NotFoundError(f"there is no project {name}.", hint="List them: lockgate project list")
-    for env in footprints:
-        authorize(
-            platform.env(env).store, principal, "infra:apply", env=env, target=f"project {name}"
-        )
-    current = next(iter(footprints.values()))
+    first_env = next(iter(footprints))
+    authorize(platform.env(first_env).store, principal, "project:write", env=first_env, target=name)
+    current = footprints[first_env]
     template = templates.get(platform.home, current.template)
     target = templates.check_version(template, to)
     from packaging.version import Version
@@ -307,10 +302,8 @@ def delete(
     repo = githost.project_repo(platform.home, check_project_name(name))
     if not footprints and not (purge and repo.exists()):
         raise NotFoundError(f"there is no project {name}.", hint="List them: lockgate project list")
-    for env in footprints:
-        authorize(
-            platform.env(env).store, principal, "infra:apply", env=env, target=f"project {name}"
-        )
+    first = platform.ready()
+    authorize(first.store, principal, "project:write", env=first.name, target=name)
     removed: list[str] = []
     kept: list[str] = []
     for env, footprint in reversed(list(footprints.items())):
