@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lockgate.cli.common import HomeOption, JsonOption, console, me, print_json
+from lockgate.cli.common import HomeOption, JsonOption, console, err_console, me, print_json
 
 
 def demo(home: HomeOption = None, json: JsonOption = False) -> None:
@@ -21,10 +21,11 @@ def demo(home: HomeOption = None, json: JsonOption = False) -> None:
     from lockgate.projects import demo as golden
 
     started = time.monotonic()
-    with console.status("Starting…") as status:
+    out = err_console if json else console  # --json keeps standard output for the document
+    with out.status("Starting…") as status:
 
         def say(text: str) -> None:
-            console.print(f"[green]✓[/] {text}")
+            out.print(f"[green]✓[/] {text}")
             status.update("Working…")
 
         result = golden.run(Home.resolve(home), me(), say)

@@ -37,7 +37,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Start with: lockgate init, then lockgate infra plan / apply, then lockgate status.",
+    epilog="Start with: lockgate demo (the whole golden path), or lockgate init, then lockgate "
+    "infra plan / apply, then lockgate status.",
 )
 app.command()(init)
 app.command()(status)
