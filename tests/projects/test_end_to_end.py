@@ -19,29 +19,14 @@ from lockgate.errors import PermissionDeniedError
 from lockgate.infra import service as infra
 from lockgate.infra.bootstrap import init
 from lockgate.platform import Platform
-from lockgate.projects import ci, githost, service
+from lockgate.projects import ci, demo, githost, service
 from lockgate.registry import service as registry
 from lockgate.store import projects as db
 from lockgate.store import schedules as schedule_db
 from support import free_port_block, run_cli
 
 LENA = Principal("user:lena")
-ROW = json.dumps(
-    [
-        {
-            "length": 0.455,
-            "diameter": 0.365,
-            "height": 0.095,
-            "whole weight": 0.514,
-            "shucked weight": 0.2245,
-            "viscera weight": 0.101,
-            "shell weight": 0.15,
-            "sex_F": 0,
-            "sex_I": 0,
-            "sex_M": 1,
-        }
-    ]
-)
+ROW = json.dumps([demo.ROW])
 
 
 def _push_a_change(checkout: Path) -> str:

@@ -60,3 +60,18 @@ def confirm_or_abort(question: str, assume_yes: bool) -> bool:
             hint="Pass --yes to confirm.",
         )
     return typer.confirm(question, default=False)
+
+
+def key_values(items: list[str], what: str, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict; a malformed one names itself and an example."""
+    from lockgate.errors import ValidationError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError(
+                f"{what} {item!r} is not key=value.", hint=f"For example: {example}"
+            )
+        out[key.strip()] = value
+    return out

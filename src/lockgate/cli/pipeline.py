@@ -13,6 +13,7 @@ from lockgate.cli.common import (
     HomeOption,
     JsonOption,
     console,
+    key_values,
     me,
     open_platform,
     print_json,
@@ -181,20 +182,6 @@ def promote(
     )
 
 
-def _parse_params(pairs: list[str]) -> dict[str, str]:
-    from lockgate.errors import ValidationError
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValidationError(
-                f"-p {pair!r} is not key=value.", hint="For example: -p mse_threshold=5.5"
-            )
-        out[key.strip()] = value
-    return out
-
-
 @app.command()
 def run(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
@@ -226,7 +213,9 @@ def run(
     executor = None if detach else service.new_executor(parallel)  # warms up meanwhile
     try:
         platform = open_platform(home)
-        execution = service.start(platform, me(), ref, _parse_params(param or []), env=env)
+        execution = service.start(
+            platform, me(), ref, key_values(param or [], "-p", "-p mse_threshold=5.5"), env=env
+        )
         env_name = platform.ready(env).name
     except BaseException:
         if executor is not None:

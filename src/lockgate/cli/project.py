@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from lockgate.cli.common import HomeOption, JsonOption, console, me, open_platform, print_json
+from lockgate.cli.common import (
+    HomeOption,
+    JsonOption,
+    console,
+    key_values,
+    me,
+    open_platform,
+    print_json,
+)
 from lockgate.cli.render import table
 
 app = typer.Typer(
@@ -17,20 +25,6 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="The project's name.")]
-
-
-def _options(values: list[str]) -> dict[str, str]:
-    from lockgate.errors import ValidationError
-
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValidationError(
-                f"option {item!r} is not key=value.", hint="For example: --option serving=realtime"
-            )
-        out[key] = value
-    return out
 
 
 def _approvers(values: list[str]) -> dict[str, list[str]]:
@@ -91,7 +85,7 @@ def create(
         me(),
         name,
         template,
-        options=_options(option or []),
+        options=key_values(option or [], "option", "--option serving=realtime"),
         version=version,
         checkout=dir_.absolute() if dir_ else None,
         approvers=_approvers(approvers or []),

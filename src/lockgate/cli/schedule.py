@@ -11,6 +11,7 @@ from lockgate.cli.common import (
     HomeOption,
     JsonOption,
     console,
+    key_values,
     me,
     open_platform,
     print_json,
@@ -22,20 +23,6 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="The schedule's name.")]
-
-
-def _pairs(values: list[str]) -> dict[str, str]:
-    from lockgate.errors import ValidationError
-
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValidationError(
-                f"parameter {item!r} is not key=value.", hint="For example: -p max_iter=50"
-            )
-        out[key] = value
-    return out
 
 
 @app.command()
@@ -67,7 +54,13 @@ def create(
     from lockgate.pipelines import schedules
 
     created = schedules.create(
-        open_platform(home), me(), name, pipeline, cron, _pairs(param or []), env=env
+        open_platform(home),
+        me(),
+        name,
+        pipeline,
+        cron,
+        key_values(param or [], "parameter", "-p max_iter=50"),
+        env=env,
     )
     upcoming = schedules.next_slot(created.cron, datetime.now(UTC))
     console.print(

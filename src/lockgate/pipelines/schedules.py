@@ -81,30 +81,11 @@ def create(
     *,
     env: str | None = None,
 ) -> Schedule:
+    """A new schedule (a :class:`ConflictError` when the name is taken)."""
     handle = service.environment(platform, env)
-    check_name(name, "schedule")
-    authorize(handle.store, principal, "pipeline:write", env=handle.name, target=name)
-    _check_cron(cron)
     version = service.get_version(platform, principal, pipeline, env=handle.name)
     service.validate_parameters(version.definition, parameters)
-    schedule = Schedule(
-        name, pipeline, cron, parameters, False, None, None, isoformat(utcnow()), principal.name
-    )
-    with handle.store.transaction() as session:
-        if db.get(session, name) is not None:
-            raise ConflictError(
-                f"schedule {name} already exists in {handle.name}.",
-                hint=f"Delete it first (lockgate schedule delete {name}) or pick another name.",
-            )
-        db.add(session, schedule)
-        audit.record(
-            session,
-            actor=principal.name,
-            action="schedule.create",
-            target=name,
-            details={"pipeline": pipeline, "cron": cron},
-        )
-    return schedule
+    return _put(handle.name, platform, principal, name, pipeline, cron, parameters, None, new=True)
 
 
 def put_pipeline(
@@ -153,6 +134,8 @@ def _put(
     cron: str,
     parameters: dict[str, str],
     batch: dict[str, str] | None,
+    *,
+    new: bool = False,
 ) -> Schedule:
     handle = platform.env(env)
     check_name(name, "schedule")
@@ -160,6 +143,11 @@ def _put(
     _check_cron(cron)
     with handle.store.transaction() as session:
         existing = db.get(session, name)
+        if existing is not None and new:
+            raise ConflictError(
+                f"schedule {name} already exists in {handle.name}.",
+                hint=f"Delete it first (lockgate schedule delete {name}) or pick another name.",
+            )
         if existing is None:
             schedule = Schedule(
                 name,
@@ -186,7 +174,7 @@ def _put(
         audit.record(
             session,
             actor=principal.name,
-            action="schedule.put",
+            action="schedule.create" if existing is None else "schedule.update",
             target=name,
             details={"target": target, "cron": cron, "batch": batch is not None},
         )
