@@ -78,6 +78,14 @@ class NotFoundError(LockgateError):
     http_status = 404
 
 
+class AuthenticationError(LockgateError):
+    """No credential, or one that is expired, forged, revoked or for another environment."""
+
+    code = "unauthenticated"
+    exit_code = 6
+    http_status = 401
+
+
 class PermissionDeniedError(LockgateError):
     """The principal lacks the permission the operation needs."""
 
@@ -126,6 +134,7 @@ def error_table() -> list[tuple[str, str, int, int]]:
         NotInitialisedError,
         ValidationError,
         NotFoundError,
+        AuthenticationError,
         PermissionDeniedError,
         ConflictError,
         LockHeldError,

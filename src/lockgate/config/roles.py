@@ -34,6 +34,7 @@ PERMISSIONS: dict[str, str] = {
     "batch:run": "start and resume batch inference jobs",
     "events:read": "list the event outbox, automation rules and their deliveries",
     "events:write": "redeliver a failed delivery of an event to a rule",
+    "auth:tokens": "create, list and revoke other principals' API tokens (your own need no permission)",
     "project:read": "list and show projects and their CI runs",
     "project:write": "create, update and delete projects (checked in their first environment; "
     "the platform provisions the later ones, as a launch role would)",

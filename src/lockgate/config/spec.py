@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, model_validator
 from lockgate.backends import artifact_backends, check_url, metadata_backends
 from lockgate.config.fields import Name, PrincipalName, Strict
 from lockgate.config.names import PARAM_RULE, parameter_environment
+from lockgate.config.oidc import OidcIssuer
 from lockgate.config.roles import is_known_pattern
 from lockgate.config.rules import RuleSpec, WebhookAction
 from lockgate.errors import LockgateError
@@ -196,10 +197,24 @@ class PlatformSpec(Strict):
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     rules: dict[Name, RuleSpec] = Field(default_factory=dict)
     daemon: DaemonSpec = Field(default_factory=DaemonSpec)
+    oidc: dict[Name, OidcIssuer] = Field(default_factory=dict)
+
+    def oidc_in(self, env: str) -> dict[str, dict[str, object]]:
+        """The OIDC issuers and trusts that apply in ``env``."""
+        found = {name: issuer.applied(env) for name, issuer in self.oidc.items()}
+        return {name: applied for name, applied in found.items() if applied is not None}
 
     @model_validator(mode="after")
     def _references(self) -> Self:
         envs = list(self.environments)
+        for name, issuer in self.oidc.items():
+            for i, trust in enumerate(issuer.trust):
+                unknown = [e for e in trust.environments if e not in self.environments]
+                if unknown:
+                    raise ValueError(
+                        f"oidc.{name}.trust[{i}] names environment {unknown[0]!r}, which is not "
+                        f"declared (declared: {', '.join(envs)})"
+                    )
         for i, binding in enumerate(self.bindings):
             for env in binding.environments:
                 if env not in self.environments:

@@ -296,6 +296,7 @@ def handlers() -> dict[str, Handler]:
         "network_policy": SettingHandler("network_policy"),
         "quotas": SettingHandler("quotas"),
         "registry_policy": SettingHandler("registry_policy"),
+        "oidc_trust": SettingHandler("oidc_trust"),
         "bucket": BucketHandler(),
         "rule": RuleHandler(),
     }
@@ -339,6 +340,8 @@ def desired_resources(spec: PlatformSpec, env: Environment, home: str) -> list[R
     out.append(Resource(e, "network_policy", None, env.spec.network.model_dump(mode="json")))
     out.append(Resource(e, "quotas", None, env.spec.quotas.model_dump(mode="json")))
     out.append(Resource(e, "registry_policy", None, spec.registry.model_dump(mode="json")))
+    if spec.oidc_in(e):
+        out.append(Resource(e, "oidc_trust", None, {"issuers": spec.oidc_in(e)}))
     out.extend(Resource(e, "bucket", b, {"url": env.artifacts.path(b)}) for b in env.spec.buckets)
     for rule_name, rule in spec.rules_in(e).items():
         attrs = rule.model_dump(mode="json", exclude={"environments"})

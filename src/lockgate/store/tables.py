@@ -371,3 +371,20 @@ class CiRunRow(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
     finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ApiTokenRow(Base):
+    """A long-lived token for automation: only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_used_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
