@@ -54,12 +54,22 @@ def test_an_endpoint_from_create_to_delete(
         "/api/v1/environments/{env}/endpoints" in httpx.get(f"{api}/openapi.json").json()["paths"]
     )
     assert httpx.get(f"{api}/docs").status_code == 200
-    [listed] = httpx.get(f"{api}/api/v1/environments/dev/endpoints").json()
+    refused = httpx.get(f"{api}/api/v1/environments/dev/endpoints")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    token = run_cli(home, "auth", "login", "--env", "dev").out.strip()
+    bearer = {"Authorization": f"Bearer {token}"}
+    [listed] = httpx.get(f"{api}/api/v1/environments/dev/endpoints", headers=bearer).json()
     assert listed["status"] == "InService" and listed["model_ref"] == ref
+    wrong_env = httpx.get(f"{api}/api/v1/environments/preprod/endpoints", headers=bearer)
+    assert wrong_env.status_code == 401 and "not for environment preprod" in wrong_env.text
     via_api = httpx.post(
-        f"{api}/api/v1/environments/dev/endpoints/lin/invocations", content=ROW.encode()
+        f"{api}/api/v1/environments/dev/endpoints/lin/invocations",
+        content=ROW.encode(),
+        headers=bearer,
     )
     assert via_api.json() == pytest.approx([14.0])
+    whoami = httpx.get(f"{api}/api/v1/whoami", headers=bearer).json()
+    assert whoami["principal"] == admin.name and whoami["via"] == "login"
 
     shown = json.loads(run_cli(home, "endpoint", "show", "lin", "--json").out)
     instances = shown["serving"]["instances"]

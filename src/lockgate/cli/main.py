@@ -11,6 +11,7 @@ import typer
 from lockgate import __version__
 from lockgate.cli import (
     audit,
+    auth,
     batch,
     ci,
     daemon,
@@ -57,6 +58,7 @@ app.add_typer(schedule.app, name="schedule")
 app.add_typer(template.app, name="template")
 app.add_typer(project.app, name="project")
 app.add_typer(ci.app, name="ci")
+app.add_typer(auth.app, name="auth")
 app.command()(daemon.up)
 app.command()(daemon.down)
 app.command()(demo.demo)

@@ -1,0 +1,155 @@
+"""``lockgate auth``: access tokens, API tokens for automation, and who you are."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from lockgate.cli.common import HomeOption, JsonOption, console, me, open_platform, print_json
+from lockgate.cli.render import table
+
+app = typer.Typer(
+    help="Short-lived access tokens, API tokens for automation (stored only as hashes), whoami.",
+    no_args_is_help=True,
+)
+token_app = typer.Typer(
+    help="API tokens for automation: create, list, revoke.", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
+
+EnvArg = Annotated[str, typer.Option("--env", "-e", help="The environment the token is for.")]
+
+
+@app.command()
+def login(
+    env: EnvArg,
+    ttl: Annotated[
+        int, typer.Option("--ttl", help="Seconds the token lives (default 15 min).")
+    ] = 900,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Print a short-lived access token for you (the OS user running this) in ENV, for the API.
+
+    Example:
+
+      curl -H "Authorization: Bearer $(lockgate auth login --env dev)" http://127.0.0.1:19700/api/v1/whoami
+    """
+    from lockgate.auth import credentials
+
+    token = credentials.login(open_platform(home), me(), env, ttl_s=ttl)
+    if json:
+        print_json(
+            {"access_token": token, "token_type": "Bearer", "environment": env, "ttl_s": ttl}
+        )
+        return
+    sys.stdout.write(token + "\n")
+
+
+@app.command()
+def whoami(
+    token: Annotated[
+        str | None, typer.Option("--token", help="Check this token (default: read standard input).")
+    ] = None,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Who a token acts as, where, and until when; without a token, who you are locally."""
+    from lockgate.auth import credentials
+
+    platform = open_platform(home)
+    if token is None and not sys.stdin.isatty():
+        token = sys.stdin.read().strip() or None
+    found: dict[str, object]
+    if token is None:
+        found = {"principal": me().name, "via": "the OS user running the CLI"}
+    else:
+        env = credentials.environment_of(platform, token)
+        who = credentials.authenticate(platform, env, token)
+        found = {
+            "principal": who.principal.name,
+            "environment": who.environment,
+            "via": who.via,
+            "expires_at": who.expires_at,
+        }
+    if json:
+        print_json(found)
+        return
+    console.print(", ".join(f"{k}: {v}" for k, v in found.items()))
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="What uses it, e.g. 'nightly-report'.")],
+    env: EnvArg,
+    principal: Annotated[
+        str | None, typer.Option("--principal", help="For another principal (needs auth:tokens).")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", help="How long it lives (1-365).")] = 90,
+    home: HomeOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Create an API token; it is shown once and kept only as a hash.
+
+    Example:
+
+      lockgate auth token create nightly-report --env prod --principal service:reports --days 30
+    """
+    from lockgate.auth import credentials
+
+    record, secret = credentials.create_api_token(
+        open_platform(home), me(), env, name, principal=principal, days=days
+    )
+    if json:
+        print_json({**record.to_dict(), "token": secret})
+        return
+    console.print(
+        f"API token {record.id} for {record.principal} in {env} (shown once, keep it safe):"
+    )
+    sys.stdout.write(secret + "\n")
+
+
+@token_app.command("list")
+def token_list(env: EnvArg, home: HomeOption = None, json: JsonOption = False) -> None:
+    """List API tokens (yours, or every one with auth:tokens); never their secrets."""
+    from lockgate.auth import credentials
+
+    found = credentials.list_api_tokens(open_platform(home), me(), env)
+    if json:
+        print_json([t.to_dict() for t in found])
+        return
+    import datetime
+
+    table(
+        None,
+        ["id", "principal", "name", "created", "expires", "revoked", "last used"],
+        [
+            [
+                t.id,
+                t.principal,
+                t.name,
+                t.created_at,
+                datetime.datetime.fromtimestamp(t.expires_at, datetime.UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+                t.revoked_at or "—",
+                t.last_used_at or "—",
+            ]
+            for t in found
+        ],
+    )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `auth token list`).")],
+    env: EnvArg,
+    home: HomeOption = None,
+) -> None:
+    """Revoke an API token at once."""
+    from lockgate.auth import credentials
+
+    revoked = credentials.revoke_api_token(open_platform(home), me(), env, token_id)
+    console.print(f"API token {revoked.id} of {revoked.principal} revoked.")
