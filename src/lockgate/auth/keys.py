@@ -11,6 +11,8 @@ from lockgate.errors import IntegrityError, NotInitialisedError
 
 SIGNING_FILE = "signing.pem"
 ENCRYPTION_FILE = "encryption.key"
+#: The key a rotation in progress re-encrypts under (see lockgate.auth.rotation).
+NEXT_ENCRYPTION_FILE = "encryption.key.next"
 KEY_FILES = (SIGNING_FILE, ENCRYPTION_FILE)
 
 
@@ -42,7 +44,7 @@ class EnvKeys:
         os.chmod(self.folder, 0o700)
         for name, state in self.observe().items():
             if state == "missing":
-                _write_secret(self.path(name), _new_key(name))
+                write_secret(self.path(name), _new_key(name))
                 done.append(f"created {name}")
             elif state != "ok":
                 os.chmod(self.path(name), 0o600)
@@ -80,7 +82,7 @@ def _new_key(name: str) -> bytes:
     )
 
 
-def _write_secret(path: Path, data: bytes) -> None:
+def write_secret(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file created with mode 0600 (never world-readable, even briefly)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)

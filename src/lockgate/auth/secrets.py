@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from lockgate.auth.keys import ENCRYPTION_FILE, EnvKeys
+from lockgate.auth.keys import ENCRYPTION_FILE, NEXT_ENCRYPTION_FILE, EnvKeys
 from lockgate.errors import IntegrityError
 
 
@@ -16,10 +16,17 @@ def encrypt(keys: EnvKeys, clear: str) -> str:
 
 
 def decrypt(keys: EnvKeys, token: str) -> str:
-    from cryptography.fernet import Fernet, InvalidToken
+    from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+    candidates = [ENCRYPTION_FILE]
+    if keys.path(NEXT_ENCRYPTION_FILE).is_file():  # a rotation stopped half-way
+        candidates.append(NEXT_ENCRYPTION_FILE)
     try:
-        return Fernet(keys.read(ENCRYPTION_FILE)).decrypt(token.encode()).decode()
+        return (
+            MultiFernet([Fernet(keys.read(name)) for name in candidates])
+            .decrypt(token.encode())
+            .decode()
+        )
     except InvalidToken as exc:
         raise IntegrityError(
             "a secure value cannot be decrypted with this environment's key "

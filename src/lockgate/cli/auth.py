@@ -153,3 +153,21 @@ def token_revoke(
 
     revoked = credentials.revoke_api_token(open_platform(home), me(), env, token_id)
     console.print(f"API token {revoked.id} of {revoked.principal} revoked.")
+
+
+keys_app = typer.Typer(help="The environments' keys.", no_args_is_help=True)
+
+
+@keys_app.command("rotate")
+def keys_rotate(env: EnvArg, home: HomeOption = None) -> None:
+    """Replace ENV's encryption key and re-encrypt every secure value under the new one
+    (crash-safe: values stay readable at every step).
+
+    Example:
+
+      lockgate keys rotate --env prod
+    """
+    from lockgate.auth.rotation import rotate_encryption_key
+
+    count = rotate_encryption_key(open_platform(home), me(), env)
+    console.print(f"New encryption key for {env}; {count} secure value(s) re-encrypted.")

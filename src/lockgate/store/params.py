@@ -76,6 +76,13 @@ def put_parameter(
     return row.version
 
 
+def set_ciphertext(session: Session, name: str, value: str) -> None:
+    """Replace a secure value's ciphertext (key rotation): same clear value, same version."""
+    row = session.get(ParameterRow, name)
+    assert row is not None and row.secure
+    row.value = value
+
+
 def delete_parameter(session: Session, name: str) -> bool:
     result = session.execute(delete(ParameterRow).where(ParameterRow.name == name))
     return bool(result.rowcount)  # type: ignore[attr-defined]
