@@ -27,7 +27,7 @@ def _commit(checkout: Path, name: str, text: str, *, push: str | None = "main") 
 
 @pytest.fixture
 def tiny(platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path) -> Path:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     checkout = tmp_path / "work"
     service.create(platform, admin, "tiny-app", "tiny", checkout=checkout)
     return checkout
@@ -102,6 +102,10 @@ def test_a_failing_unit_test_fails_the_build(
 def test_approvals_are_for_waiting_runs_and_their_approvers(
     platform: Platform, admin: Principal, tmp_path: Path
 ) -> None:
+    from lockgate.store import iam
+
+    with platform.env("preprod").store.transaction() as s:
+        iam.add_binding(s, "user:lena", "lead-data-scientist")
     service.create(
         platform,
         admin,
@@ -187,3 +191,45 @@ def test_the_ci_log_masks_secret_values(tmp_path: Path) -> None:
     log.line("connecting with hunter2-secret to the warehouse (abc is short and left alone)")
     text = log.close()
     assert "hunter2-secret" not in text and "***" in text and "abc is short" in text
+
+
+def test_creating_a_project_grants_no_more_than_the_creator_holds(
+    platform: Platform, admin: Principal
+) -> None:
+    from lockgate.errors import PermissionDeniedError
+    from lockgate.store import iam
+
+    with platform.env("dev").store.transaction() as s:
+        iam.add_binding(s, "user:eve", "data-scientist")
+    for env in ("preprod", "prod"):
+        with platform.env(env).store.transaction() as s:
+            iam.add_binding(s, "user:eve", "viewer")
+    eve = Principal("user:eve")
+    with pytest.raises(PermissionDeniedError, match="may not lift the approval gate of prod"):
+        service.create(platform, eve, "evil", "build-train-deploy", approvers={"prod": []})
+    with pytest.raises(ValidationError, match="may not approve models in preprod"):
+        service.create(
+            platform, eve, "evil", "build-train-deploy", approvers={"preprod": ["user:eve"]}
+        )
+    created = service.create(platform, eve, "fine", "build-train-deploy")
+    with platform.env("prod").store.read() as s:
+        from lockgate.store import projects as db
+
+        prod = db.get_project(s, "fine")
+    assert prod is not None and prod.required_approvers == [admin.name]  # who may approve there
+    assert created.project.created_by == "user:eve"
+
+
+def test_ci_acts_only_on_what_is_named_after_the_project(
+    platform: Platform, admin: Principal, tiny: Path
+) -> None:
+    text = (
+        (tiny / "lockgate.yaml").read_text().replace("model_group: tiny-app", "model_group: fraud")
+    )
+    _commit(tiny, "lockgate.yaml", text)
+    run_id = ci.work_once(platform, "w")
+    assert run_id is not None
+    _, run = ci.get(platform, admin, run_id)
+    assert run.status == "failed" and "model_group 'fraud' is not the project's" in (
+        run.error or ""
+    )

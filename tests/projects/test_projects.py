@@ -23,37 +23,41 @@ def _git(*args: str, cwd: Path) -> str:
     ).stdout.strip()
 
 
-def test_a_folder_becomes_a_versioned_template(platform: Platform, template_v1: Path) -> None:
-    added = templates.add(platform.home, str(template_v1), name="tiny")
+def test_a_folder_becomes_a_versioned_template(
+    platform: Platform, admin: Principal, template_v1: Path
+) -> None:
+    added = templates.add(platform, admin, str(template_v1), name="tiny")
     assert added.versions == ["1.0.0"]
     assert added.environments == "first"
     assert set(added.to_dict()["options"]) == {"greeting", "size"}
     write_template(template_v1, 2)
-    again = templates.add(platform.home, str(template_v1), name="tiny", version="2.0.0")
+    again = templates.add(platform, admin, str(template_v1), name="tiny", version="2.0.0")
     assert again.versions == ["1.0.0", "2.0.0"]
     with pytest.raises(ConflictError, match="already has version"):
-        templates.add(platform.home, str(template_v1), name="tiny", version="2.0.0")
+        templates.add(platform, admin, str(template_v1), name="tiny", version="2.0.0")
     with pytest.raises(ValidationError, match="not newer"):
-        templates.add(platform.home, str(template_v1), name="tiny", version="1.5.0")
+        templates.add(platform, admin, str(template_v1), name="tiny", version="1.5.0")
     names = [t.name for t in templates.list_templates(platform.home)]
     assert {"tiny", "build-train-deploy", "promote-pipeline", "build-train"} <= set(names)
 
 
-def test_a_git_template_brings_its_tags(platform: Platform, template_v1: Path) -> None:
+def test_a_git_template_brings_its_tags(
+    platform: Platform, admin: Principal, template_v1: Path
+) -> None:
     _git("init", "--quiet", "--initial-branch=main", cwd=template_v1)
     _git("add", "--all", cwd=template_v1)
     _git("commit", "--quiet", "-m", "v1", cwd=template_v1)
     with pytest.raises(ValidationError, match="no version tags"):
-        templates.add(platform.home, str(template_v1), name="tagless")
+        templates.add(platform, admin, str(template_v1), name="tagless")
     assert not githost.template_repo(platform.home, "tagless").exists()
     _git("tag", "1.0.0", cwd=template_v1)
-    assert templates.add(platform.home, str(template_v1), name="tagged").versions == ["1.0.0"]
+    assert templates.add(platform, admin, str(template_v1), name="tagged").versions == ["1.0.0"]
 
 
 def test_create_provisions_and_delete_removes(
     platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path
 ) -> None:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     checkout = tmp_path / "work"
     created = service.create(
         platform, admin, "alpha", "tiny", options={"greeting": "hi"}, checkout=checkout
@@ -108,7 +112,7 @@ def test_bad_input_creates_nothing(
     error: type[Exception],
     match: str,
 ) -> None:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     with pytest.raises(error, match=match):
         service.create(platform, admin, name, template, options=options)
     assert not (githost.repos_dir(platform.home) / "projects").exists() or not any(
@@ -147,7 +151,7 @@ def test_a_failure_in_a_later_environment_rolls_everything_back(
 def test_update_keeps_the_users_edit_and_applies_the_templates_change(
     platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path
 ) -> None:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     checkout = tmp_path / "work"
     service.create(platform, admin, "delta", "tiny", checkout=checkout)
     readme = checkout / "README.md"
@@ -156,7 +160,7 @@ def test_update_keeps_the_users_edit_and_applies_the_templates_change(
     _git("push", "--quiet", "origin", "main", cwd=checkout)
 
     write_template(template_v1, 2)
-    templates.add(platform.home, str(template_v1), name="tiny", version="2.0.0")
+    templates.add(platform, admin, str(template_v1), name="tiny", version="2.0.0")
     done = service.update(platform, admin, "delta", to="2.0.0")
     assert done.conflicts == [] and done.branch == "main"
 
@@ -173,7 +177,7 @@ def test_update_keeps_the_users_edit_and_applies_the_templates_change(
 def test_a_conflicting_update_goes_to_a_branch(
     platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path
 ) -> None:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     checkout = tmp_path / "work"
     service.create(platform, admin, "eps", "tiny", checkout=checkout)
     readme = checkout / "README.md"
@@ -181,7 +185,7 @@ def test_a_conflicting_update_goes_to_a_branch(
     _git("commit", "--quiet", "-am", "my footer", cwd=checkout)
     _git("push", "--quiet", "origin", "main", cwd=checkout)
     write_template(template_v1, 2)
-    templates.add(platform.home, str(template_v1), name="tiny", version="2.0.0")
+    templates.add(platform, admin, str(template_v1), name="tiny", version="2.0.0")
 
     done = service.update(platform, admin, "eps")
     assert done.conflicts == ["README.md"] and done.branch == "template-update/2.0.0"
@@ -195,7 +199,7 @@ def test_a_conflicting_update_goes_to_a_branch(
 def test_a_push_queues_a_build_that_runs_the_pipeline(
     platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path
 ) -> None:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     checkout = tmp_path / "work"
     service.create(platform, admin, "zeta", "tiny", checkout=checkout)
     (checkout / "notes.txt").write_text("a change\n")
@@ -227,7 +231,7 @@ def test_a_push_queues_a_build_that_runs_the_pipeline(
 def test_a_failing_build_is_marked_failed_with_the_reason(
     platform: Platform, admin: Principal, template_v1: Path, tmp_path: Path
 ) -> None:
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     checkout = tmp_path / "work"
     service.create(platform, admin, "eta", "tiny", checkout=checkout)
     (checkout / "pipeline" / "pipeline.py").write_text("this is not python(\n")
@@ -241,12 +245,12 @@ def test_a_failing_build_is_marked_failed_with_the_reason(
 
 
 def test_a_data_scientist_creates_projects_and_a_viewer_may_not(
-    platform: Platform, template_v1: Path
+    platform: Platform, admin: Principal, template_v1: Path
 ) -> None:
     from lockgate.auth import audit
     from lockgate.errors import PermissionDeniedError
 
-    templates.add(platform.home, str(template_v1), name="tiny")
+    templates.add(platform, admin, str(template_v1), name="tiny")
     dev = platform.env("dev")
     with dev.store.transaction() as s:
         iam.add_binding(s, "user:dana", "data-scientist")

@@ -276,9 +276,14 @@ def _ci(platform: Platform, action: dict[str, Any], delivery: Delivery, event: E
             action["environment"],
             trigger=f"rule {delivery.rule} (event {event.type} {event.subject})",
             key=f"delivery:{delivery.id}",
+            inputs={"model": f"{event.payload['group']}/{event.payload['version']}"}
+            if event.type == "ModelVersionApprovalChanged"
+            else None,
         )
-    except LockgateError as exc:
+    except (ValidationError, NotFoundError) as exc:  # the rule or project is wrong: no retry
         return Outcome(False, {}, f"{type(exc).__name__}: {exc.message}", retryable=False)
+    except LockgateError as exc:  # e.g. a busy store: the delivery is tried again
+        return Outcome(False, {}, f"{type(exc).__name__}: {exc.message}", retryable=True)
     return Outcome(
         True, {"ci_run": run.id, "status": run.status, "environment": action["environment"]}
     )

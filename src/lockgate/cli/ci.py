@@ -198,7 +198,7 @@ def trigger(
     from lockgate.projects import ci
 
     platform = open_platform(home)
-    for run in ci.trigger_push(platform, project, sys.stdin.read().splitlines(), me().name):
+    for run in ci.trigger_push(platform, me(), project, sys.stdin.read().splitlines()):
         where = (
             "the daemon runs it"
             if running(platform.home)

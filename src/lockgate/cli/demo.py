@@ -28,7 +28,11 @@ def demo(home: HomeOption = None, json: JsonOption = False) -> None:
             out.print(f"[green]✓[/] {text}")
             status.update("Working…")
 
-        result = golden.run(Home.resolve(home), me(), say)
+        from lockgate.server import daemon
+
+        result = golden.run(
+            Home.resolve(home), me(), say, lambda p: daemon.start_detached(p, timeout=60.0)
+        )
     total = time.monotonic() - started
     if json:
         print_json(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lockgate.cli.common import HomeOption, JsonOption, console, open_platform, print_json
+from lockgate.cli.common import HomeOption, JsonOption, console, me, open_platform, print_json
 from lockgate.cli.render import table
 
 app = typer.Typer(
@@ -107,5 +107,5 @@ def add(
     """
     from lockgate.projects import templates
 
-    added = templates.add(_home(home), source, name=name, version=version)
+    added = templates.add(open_platform(home), me(), source, name=name, version=version)
     console.print(f"Template {added.name}: versions {', '.join(added.versions)}.")

@@ -148,6 +148,12 @@ def _put(
                 f"schedule {name} already exists in {handle.name}.",
                 hint=f"Delete it first (lockgate schedule delete {name}) or pick another name.",
             )
+        if existing is not None and existing.created_by != principal.name:
+            raise ConflictError(
+                f"schedule {name} in {handle.name} belongs to {existing.created_by}; "
+                f"{principal} may not take it over (its runs act as its creator).",
+                hint="Rename one of them.",
+            )
         if existing is None:
             schedule = Schedule(
                 name,

@@ -9,6 +9,7 @@ picked up again (its steps are idempotent: promotion, endpoint updates and keyed
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
 from lockgate.auth import audit
 from lockgate.auth.principal import Principal
@@ -62,6 +65,7 @@ def enqueue(
     key: str | None = None,
     commit: str | None = None,
     created_by: str = SYSTEM,
+    inputs: dict[str, str] | None = None,
 ) -> db.CiRun:
     """Queue a run (waiting for approval when ``env`` requires it); with ``key``, at most once."""
     if kind not in ("build", "deploy", "test"):
@@ -84,24 +88,47 @@ def enqueue(
         isoformat(utcnow()),
         created_by,
         idempotency_key=key,
+        inputs=inputs,
     )
-    with handle.store.transaction() as session:
-        if key is not None and (earlier := db.run_by_key(session, key)) is not None:
-            return earlier
-        db.add_run(session, run)
-        audit.record(
-            session,
-            actor=created_by,
-            action="ci.queue",
-            target=run.id,
-            details={"project": project, "kind": kind, "status": run.status, "trigger": trigger},
-        )
+    try:
+        with handle.store.transaction() as session:
+            if key is not None and (earlier := db.run_by_key(session, key)) is not None:
+                return earlier
+            db.add_run(session, run)
+            audit.record(
+                session,
+                actor=created_by,
+                action="ci.queue",
+                target=run.id,
+                details={
+                    "project": project,
+                    "kind": kind,
+                    "status": run.status,
+                    "trigger": trigger,
+                },
+            )
+    except SQLAlchemyIntegrityError:
+        # On PostgreSQL two racing callers both pass the check; the unique key keeps one.
+        if key is None:
+            raise
+        with handle.store.read() as session:
+            earlier = db.run_by_key(session, key)
+        if earlier is None:
+            raise
+        return earlier
     return run
 
 
-def trigger_push(platform: Platform, project: str, lines: list[str], pusher: str) -> list[db.CiRun]:
-    """The post-receive hook: a build for each push that moved ``main``."""
+def trigger_push(
+    platform: Platform, principal: Principal, project: str, lines: list[str]
+) -> list[db.CiRun]:
+    """The post-receive hook: a build for each push that moved ``main`` (the pusher needs
+    ``project:write``; a refusal is audited and told to the pusher)."""
+    from lockgate.auth.policy import authorize
+
     first = platform.env_names[0]
+    authorize(platform.ready(first).store, principal, "project:write", env=first, target=project)
+    pusher = principal.name
     runs = []
     for line in lines:
         parts = line.split()
@@ -183,7 +210,11 @@ def approve(
             f"CI run {run_id} is {run.status}; only a waiting run is approved.",
             hint=f"See it: lockgate ci runs {run.project}",
         )
-    if principal.name not in run.approvers:
+    from lockgate.auth.policy import is_allowed
+
+    if principal.name not in run.approvers or not is_allowed(
+        handle.store, principal, "model:approve"
+    ):
         audit.record_refusal(
             handle.store,
             actor=principal.name,
@@ -223,9 +254,14 @@ def work_once(
     """Claim one due run in any environment and run it (in a child process with ``isolate``);
     its id, or None when none was due."""
     for env in platform.env_names:
-        handle = platform.ready(env)
-        with handle.store.transaction() as session:
-            run = db.claim_run(session, owner, LEASE_S)
+        try:
+            handle = platform.ready(env)
+            with handle.store.transaction() as session:
+                db.fail_abandoned(session, isoformat(utcnow()))
+                run = db.claim_run(session, owner, LEASE_S)
+        except Exception as exc:  # noqa: BLE001 - one store down must not stop the others' CI
+            logging.getLogger("lockgate.ci").warning("CI worker: %s: %s", env, exc)
+            continue
         if run is not None and run.attempts > MAX_ATTEMPTS:
             with handle.store.transaction() as session:
                 db.finish_run(
@@ -252,13 +288,17 @@ def _execute_in_child(
     """Run the claimed run in a child process: the project's code (unit tests, its pipeline
     module) never runs inside the daemon. A daemon told to stop ends the child; the run's lease
     then expires and it runs again later."""
+    child_path = log_path(platform.home, run_id).with_suffix(".child.log")
+    child_path.parent.mkdir(parents=True, exist_ok=True)
+    child_log = open(child_path, "ab")  # noqa: SIM115 - handed to the child, closed after
     child = subprocess.Popen(
         [sys.executable, "-m", "lockgate", "ci", "exec", run_id, "--owner", owner],
         env={**os.environ, "LOCKGATE_HOME": str(platform.home.root)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=child_log,
     )
+    child_log.close()
     while child.poll() is None:
         if stop is not None and stop.wait(0.2):
             child.terminate()
@@ -272,7 +312,8 @@ def _execute_in_child(
                 run_id,
                 owner,
                 status="failed",
-                error=f"the CI process exited with code {child.returncode} before it finished",
+                error=f"the CI process exited with code {child.returncode} before it finished "
+                f"(its output: {log_path(platform.home, run_id).with_suffix('.child.log')})",
                 finished_at=isoformat(utcnow()),
             )
 
@@ -290,8 +331,8 @@ def execute(
     commit (or in ``root``, a checkout the caller already has); its final status."""
     from lockgate.projects import ci_steps
 
-    stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(env, run.id, owner, stop), daemon=True)
+    stop, lost = threading.Event(), threading.Event()
+    renewer = threading.Thread(target=_renew, args=(env, run.id, owner, stop, lost), daemon=True)
     renewer.start()
     log = CiLog(
         log_path(platform.home, run.id),
@@ -312,7 +353,14 @@ def execute(
                 checkout = Path(scratch) / run.project
                 githost.clone(Path(_footprint(env, run.project).repo), checkout, ref=run.commit)
             ctx = ci_steps.Context(
-                platform, Principal(run.run_as), checkout, log, run.id, run.project
+                platform,
+                Principal(run.run_as),
+                checkout,
+                log,
+                run.id,
+                run.project,
+                run.commit,
+                run.inputs or {},
             )
             ci_steps.run(ctx, run.kind, env.name)
         status = "succeeded"
@@ -326,11 +374,14 @@ def execute(
         stop.set()
         renewer.join()
     if error:
+        error = log.mask(error)
         log.line(f"FAILED: {error}")
+    if lost.is_set():
+        log.line("this worker lost the run's lease: another one took it over; outcome not recorded")
     log.line(f"run {run.id} {status}")
     text = log.close()
     with env.store.transaction() as session:
-        db.finish_run(
+        recorded = db.finish_run(
             session,
             run.id,
             owner,
@@ -339,6 +390,8 @@ def execute(
             finished_at=isoformat(utcnow()),
             log=text[-LOG_LIMIT:],
         )
+        if not recorded:  # fenced: the run is another worker's now
+            return "superseded"
         audit.record(
             session,
             actor=run.run_as,
@@ -390,7 +443,7 @@ def run_here(
         kind,
         "running",
         commit,
-        "by hand",
+        db.BY_HAND,
         [],
         principal.name,
         isoformat(utcnow()),
@@ -417,10 +470,13 @@ def exec_claimed(platform: Platform, run_id: str, owner: str) -> str:
     return execute(platform, handle, run, owner)
 
 
-def _renew(env: Environment, run_id: str, owner: str, stop: threading.Event) -> None:
+def _renew(
+    env: Environment, run_id: str, owner: str, stop: threading.Event, lost: threading.Event
+) -> None:
     while not stop.wait(LEASE_S / 3):
         with env.store.transaction() as session:
             if not db.renew_run(session, run_id, owner, LEASE_S):
+                lost.set()
                 return
 
 
@@ -435,6 +491,9 @@ def worker(platform: Platform, stop: threading.Event, owner: str | None = None) 
             ran = work_once(platform, owner, isolate=True, stop=stop)
         except LockgateError as exc:
             log.warning("CI worker: %s", exc.message)
+            ran = None
+        except Exception:
+            log.exception("CI worker: unexpected error; trying again")
             ran = None
         if ran is None:
             stop.wait(0.5)

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from lockgate.config.daemon_files import running
 from lockgate.errors import NotFoundError
 from lockgate.parameters import projects as project_params
 from lockgate.platform import Environment, Platform
+from lockgate.projects import provision
 from lockgate.projects.citools import CiLog, StepFailed
 from lockgate.projects.manifest import ProjectConfig, inside, load
 
@@ -44,6 +45,10 @@ class Context:
     log: CiLog
     run_id: str
     project: str
+    #: The commit this run checked out; the runs it queues deploy the same one.
+    commit: str | None = None
+    #: What to deploy, fixed when the run was queued ({"model": "g/3"} or {"pipeline": "p@2"}).
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 def run(ctx: Context, kind: str, env: str) -> None:
@@ -52,12 +57,29 @@ def run(ctx: Context, kind: str, env: str) -> None:
         raise StepFailed(f"lockgate.yaml is for project {config.project}, not {ctx.project}.")
     if env not in config.environments:
         raise StepFailed(f"{env} is not one of the project's environments {config.environments}.")
+    _owned(ctx, "model_group", config.model_group)
+    if config.deploy.realtime:
+        _owned(ctx, "deploy.realtime.endpoint", config.deploy.realtime.endpoint)
     if kind == "build":
         build(ctx, config)
     elif kind == "deploy":
         deploy(ctx, config, env)
     else:
         test(ctx, config, env)
+
+
+def _owned(ctx: Context, what: str, name: str) -> None:
+    """A project's CI touches only what is named after it: NAME or NAME-…"""
+    if name != ctx.project and not name.startswith(f"{ctx.project}-"):
+        raise StepFailed(
+            f"lockgate.yaml: {what} {name!r} is not the project's: its CI acts only on "
+            f"{ctx.project} and names starting with {ctx.project}-."
+        )
+
+
+def _is_ci(ctx: Context, env: str) -> bool:
+    """Whether this run acts as the project's CI principal (secrets go to no one else)."""
+    return ctx.principal.name == provision.ci_principal(ctx.project, env)
 
 
 # --- variables and secrets ----------------------------------------------------------------------
@@ -74,10 +96,11 @@ def build(ctx: Context, config: ProjectConfig) -> None:
     env = config.environments[0]
     handle = ctx.platform.ready(env)
     _unit_tests(ctx, config, handle)
-    execution = _run_pipeline(ctx, config, env, _upsert(ctx, config, env))
+    ref = _upsert(ctx, config, env)
+    execution = _run_pipeline(ctx, config, env, ref)
     ctx.log.line(f"execution {execution} succeeded in {env}")
     if config.promote == "pipeline" and len(config.environments) > 1:
-        _queue_next(ctx, config, env)
+        _queue_next(ctx, config, env, {"pipeline": ref})
 
 
 def _unit_tests(ctx: Context, config: ProjectConfig, handle: Environment) -> None:
@@ -94,7 +117,11 @@ def _unit_tests(ctx: Context, config: ProjectConfig, handle: Environment) -> Non
         return
     env = {
         **os.environ,
-        **project_params.environment(handle, ctx.project),
+        **(
+            project_params.environment(handle, ctx.project)
+            if _is_ci(ctx, handle.name)
+            else project_params.variables(handle, ctx.project)
+        ),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     done = subprocess.run(
@@ -117,6 +144,12 @@ def _upsert(ctx: Context, config: ProjectConfig, env: str) -> str:
     ctx.log.section(f"pipeline upsert {config.pipeline.file} in {env}")
     file, _, attribute = config.pipeline.file.partition(":")
     target = str(inside(ctx.root, file, "pipeline.file")) + (f":{attribute}" if attribute else "")
+    from lockgate.pipelines import compiler
+
+    name = compiler.find_pipeline(
+        compiler.load_module(Path(target.partition(":")[0])), attribute or None
+    ).name
+    _owned(ctx, "the pipeline", str(name))
     result = service.upsert(ctx.platform, ctx.principal, target, env=env)
     ref = f"{result.version.pipeline}@{result.version.version}"
     ctx.log.line(f"{ref} ({'new version' if result.created else 'unchanged'})")
@@ -135,7 +168,7 @@ def _run_pipeline(ctx: Context, config: ProjectConfig, env: str, ref: str) -> st
         parameters,
         env=env,
         idempotency_key=f"ci:{ctx.run_id}:{env}",
-        project=ctx.project,
+        project=ctx.project if _is_ci(ctx, env) else None,
     )
     ctx.log.line(f"execution {execution.id}")
     if running(ctx.platform.home) is None:
@@ -175,7 +208,9 @@ def _poll(read: Any, done: Any, what: str, timeout: float = WAIT_S) -> Any:
         time.sleep(0.25)
 
 
-def _queue_next(ctx: Context, config: ProjectConfig, env: str) -> None:
+def _queue_next(ctx: Context, config: ProjectConfig, env: str, inputs: dict[str, str]) -> None:
+    """Queue the deploy into the environment after ``env``: the same commit, and exactly what
+    this run deployed (``inputs``), never whatever is newest by then."""
     from lockgate.projects import ci
 
     index = config.environments.index(env)
@@ -190,6 +225,8 @@ def _queue_next(ctx: Context, config: ProjectConfig, env: str) -> None:
         trigger=f"after CI run {ctx.run_id}",
         key=f"after:{ctx.run_id}",
         created_by=ctx.principal.name,
+        commit=ctx.commit,
+        inputs=inputs,
     )
     if queued.status == "waiting":
         ctx.log.line(
@@ -209,7 +246,7 @@ def deploy(ctx: Context, config: ProjectConfig, env: str) -> None:
         raise StepFailed(f"{env} is where the project builds: run `lockgate ci build`.")
     previous = config.environments[index - 1]
     if config.promote == "pipeline":
-        _deploy_pipeline(ctx, config, previous, env)
+        deployed = {"pipeline": _deploy_pipeline(ctx, config, previous, env)}
     else:
         ref = _promote_model(ctx, config, previous, env)
         if config.deploy.realtime:
@@ -218,7 +255,8 @@ def deploy(ctx: Context, config: ProjectConfig, env: str) -> None:
                 test(ctx, config, env)
         if config.deploy.batch:
             _batch(ctx, config, env, ref)
-    _queue_next(ctx, config, env)
+        deployed = {"model": ref}
+    _queue_next(ctx, config, env, deployed)
 
 
 def _promote_model(ctx: Context, config: ProjectConfig, previous: str, env: str) -> str:
@@ -226,14 +264,20 @@ def _promote_model(ctx: Context, config: ProjectConfig, previous: str, env: str)
 
     group = config.model_group
     ctx.log.section(f"promote the newest approved {group} from {previous} to {env}")
-    try:
-        found = registry.versions(ctx.platform, ctx.principal, group, env=previous)
-    except NotFoundError:
-        found = []
-    approved = [v for v in found if v.status == registry.APPROVED]
-    if not approved:
-        raise StepFailed(f"{group} has no approved version in {previous}.")
-    source = max(approved, key=lambda v: v.version)
+    if "model" in ctx.inputs:  # the version this run was queued for, not the newest
+        _owned(ctx, "model", ctx.inputs["model"].partition("/")[0])
+        source = registry.get(ctx.platform, ctx.principal, ctx.inputs["model"], env=previous)
+        if source.status != registry.APPROVED:
+            raise StepFailed(f"{source.ref} in {previous} is {source.status}, no longer approved.")
+    else:
+        try:
+            found = registry.versions(ctx.platform, ctx.principal, group, env=previous)
+        except NotFoundError:
+            found = []
+        approved = [v for v in found if v.status == registry.APPROVED]
+        if not approved:
+            raise StepFailed(f"{group} has no approved version in {previous}.")
+        source = max(approved, key=lambda v: v.version)
     promoted = registry.promote(
         ctx.platform, ctx.principal, source.ref, to=env, source_env=previous
     )
@@ -331,17 +375,20 @@ def _batch(ctx: Context, config: ProjectConfig, env: str, ref: str) -> None:
         )
 
 
-def _deploy_pipeline(ctx: Context, config: ProjectConfig, previous: str, env: str) -> None:
+def _deploy_pipeline(ctx: Context, config: ProjectConfig, previous: str, env: str) -> str:
     from lockgate.pipelines import promotion, schedules, service
 
     ctx.log.section(f"promote the pipeline from {previous} to {env}")
-    name = _pipeline_name(ctx, config, previous)
-    latest = service.get_version(ctx.platform, ctx.principal, name, env=previous)
-    promoted = promotion.promote(
-        ctx.platform, ctx.principal, f"{name}@{latest.version}", to=env, source_env=previous
-    )
+    if "pipeline" in ctx.inputs:  # the version the run before built or deployed
+        source = ctx.inputs["pipeline"]
+        _owned(ctx, "pipeline", source.partition("@")[0])
+    else:
+        name = _pipeline_name(ctx, config, previous)
+        latest = service.get_version(ctx.platform, ctx.principal, name, env=previous)
+        source = f"{name}@{latest.version}"
+    promoted = promotion.promote(ctx.platform, ctx.principal, source, to=env, source_env=previous)
     ref = f"{promoted.pipeline}@{promoted.version}"
-    ctx.log.line(f"{previous}:{name}@{latest.version} → {env}:{ref}")
+    ctx.log.line(f"{previous}:{source} → {env}:{ref}")
     _run_pipeline(ctx, config, env, ref)
     if config.pipeline.schedule:
         schedule = f"{ctx.project}-train"
@@ -355,6 +402,7 @@ def _deploy_pipeline(ctx: Context, config: ProjectConfig, previous: str, env: st
             env=env,
         )
         ctx.log.line(f"schedule {schedule}: {config.pipeline.schedule} (UTC) runs {ref}")
+    return ref
 
 
 def _pipeline_name(ctx: Context, config: ProjectConfig, env: str) -> str:

@@ -50,17 +50,32 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run(home: Home, principal: Principal, say: Callable[[str], None]) -> DemoResult:
+def run(
+    home: Home,
+    principal: Principal,
+    say: Callable[[str], None],
+    start_daemon: Callable[[Platform], dict[str, Any]],
+) -> DemoResult:
+    """The golden path; ``start_daemon`` starts the daemon detached and returns its info (the
+    caller passes it in, so this service does not reach up into the server layer)."""
     from lockgate.config.daemon_files import running
     from lockgate.infra import service as infra
     from lockgate.infra.bootstrap import init
-    from lockgate.server import daemon
 
     clock = _Clock()
     if not home.is_initialised():
         init(home, principal, org="demo")
         say(f"initialised a platform home at {home.root}")
     platform = Platform.open(home)
+    pending = infra.plan(platform, principal)
+    deletions = [c for c in pending.changes if c.action == "delete"]
+    if deletions:
+        raise ConflictError(
+            f"infra apply would delete {len(deletions)} resource(s) in this home; the demo "
+            "does not do that for you.",
+            hint="Look at `lockgate infra plan` and apply it yourself, or run the demo in a new "
+            "home: LOCKGATE_HOME=/tmp/lockgate-demo lockgate demo",
+        )
     infra.apply(platform, principal, confirm=lambda plan: True)
     say(f"applied platform.toml: environments {', '.join(platform.env_names)}")
     if len(platform.env_names) < 2:
@@ -71,7 +86,7 @@ def run(home: Home, principal: Principal, say: Callable[[str], None]) -> DemoRes
     clock.mark("bootstrap")
     info = running(home)
     if info is None:
-        info = daemon.start_detached(platform, timeout=60.0)
+        info = start_daemon(platform)
         say(f"daemon started (pid {info['pid']}), API {info['api_url']}")
     else:
         say(f"daemon already running (pid {info['pid']})")

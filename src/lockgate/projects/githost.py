@@ -142,7 +142,7 @@ def clone(repo: Path, target: Path, *, ref: str | None = None) -> None:
         raise ConflictError(
             f"{target} exists and is not empty.", hint="Choose another --dir, or remove it."
         )
-    git("clone", "--quiet", str(repo), str(target))
+    git("clone", "--quiet", "--", str(repo), str(target))
     if ref:
         git("checkout", "--quiet", ref, cwd=target)
 
@@ -153,7 +153,7 @@ def mirror(source: str, repo: Path) -> None:
         raise ConflictError(f"repository {repo} already exists.")
     repo.parent.mkdir(parents=True, exist_ok=True)
     try:
-        git("clone", "--quiet", "--bare", source, str(repo))
+        git("clone", "--quiet", "--bare", "--", source, str(repo))
     except GitError as exc:
         raise ValidationError(
             f"cannot clone the template {source}: {exc.message}",
@@ -163,6 +163,8 @@ def mirror(source: str, repo: Path) -> None:
 
 def fetch_tags(source: str, repo: Path) -> None:
     """Bring ``source``'s branches and tags into ``repo`` (a template gaining versions)."""
+    if source.startswith("-"):
+        raise ValidationError(f"{source!r} is not a path or URL.")
     git("fetch", "--quiet", "--tags", source, "+refs/heads/*:refs/heads/*", cwd=repo)
 
 

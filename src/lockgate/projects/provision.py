@@ -106,6 +106,14 @@ def _apply_in_store(session: Session, env: Environment, plan: Plan, location: st
     roles: list[tuple[str, tuple[str, ...]]] = [(ci_role(plan.project), own)]
     if plan.next_env:
         roles.append((read_role(plan.project), READ_PERMISSIONS))
+    stale = _bindings_of(session, plan.project, plan.environments)
+    if stale:
+        raise ConflictError(
+            f"{env.name} still has bindings of project {plan.project}'s CI principals or roles "
+            f"({', '.join(f'{p} → {r}' for p, r in stale[:3])}); a new project of that name "
+            "would inherit them.",
+            hint="Remove them (platform.toml [[bindings]], then lockgate infra apply) or pick another name.",
+        )
     for name, permissions in roles:
         if iam.get_role(session, name) is not None:
             raise ConflictError(
@@ -196,6 +204,13 @@ def _deploy_rule_spec(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _bindings_of(session: Session, project: str, environments: list[str]) -> list[tuple[str, str]]:
+    """Bindings of the project's CI principals (any environment's) or to its roles."""
+    principals = {ci_principal(project, env) for env in environments}
+    roles = {ci_role(project), read_role(project)}
+    return [(p, r) for p, r in iam.list_bindings(session) if p in principals or r in roles]
+
+
 def remove(
     env: Environment, project: str, addresses: list[str], actor: str, *, purge_runs: bool
 ) -> None:
@@ -212,6 +227,10 @@ def remove(
                 params.delete_parameter(session, name)
             elif kind == "rule":
                 automation.delete_rule(session, name)
+        footprint = db.get_project(session, project)
+        everywhere = footprint.environments if footprint else [env.name]
+        for principal, role in _bindings_of(session, project, everywhere):
+            iam.delete_binding(session, principal, role)  # also any an admin added later
         for stored in params.list_parameters(session, secrets_prefix(env.name, project)):
             params.delete_parameter(session, stored.name)
         db.delete_project(session, project)

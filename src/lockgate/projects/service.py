@@ -18,7 +18,13 @@ from lockgate.auth import audit
 from lockgate.auth.policy import authorize
 from lockgate.auth.principal import Principal
 from lockgate.config.names import check_name, check_principal
-from lockgate.errors import ConflictError, LockgateError, NotFoundError, ValidationError
+from lockgate.errors import (
+    ConflictError,
+    LockgateError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from lockgate.platform import Environment, Platform
 from lockgate.projects import githost, provision, templates
 from lockgate.projects.manifest import load as load_manifest
@@ -47,9 +53,14 @@ def check_project_name(name: str) -> str:
 
 
 def _approvers(
-    environments: list[str], given: dict[str, list[str]], creator: str
+    platform: Platform, environments: list[str], given: dict[str, list[str]], creator: Principal
 ) -> dict[str, list[str]]:
-    """Required approvers per environment: the last one needs the creator by default."""
+    """Required approvers per environment. The last one is gated by default: by the creator
+    when they may approve models there, else by everyone who may. Each approver must hold
+    ``model:approve`` in that environment, and only someone who holds it may lift a gate (an
+    empty list) — so creating a project never hands its creator more than they had."""
+    from lockgate.auth.policy import is_allowed
+
     unknown = set(given) - set(environments)
     if unknown:
         raise ValidationError(
@@ -58,14 +69,49 @@ def _approvers(
         )
     out: dict[str, list[str]] = {env: [] for env in environments}
     if len(environments) > 1:
-        out[environments[-1]] = [creator]
+        last = environments[-1]
+        out[last] = (
+            [creator.name]
+            if is_allowed(platform.env(last).store, creator, "model:approve")
+            else _who_may_approve(platform, last)
+        )
+        if not out[last] and last not in given:
+            raise ValidationError(
+                f"nobody may approve models in {last}, so nobody could release deploys there.",
+                hint=f"Bind a lead there, or name approvers: --approvers {last}=user:NAME",
+            )
     for env, principals in given.items():
         if env == environments[0] and principals:
             raise ValidationError(
                 f"{env} is where the project builds; approvals start with the next environment."
             )
-        out[env] = [check_principal(p) for p in principals]
+        store = platform.env(env).store
+        if not principals and not is_allowed(store, creator, "model:approve"):
+            raise PermissionDeniedError(
+                f"{creator} may not lift the approval gate of {env}: that needs model:approve there."
+            )
+        for name in principals:
+            if not is_allowed(store, Principal(check_principal(name)), "model:approve"):
+                raise ValidationError(
+                    f"{name} may not approve models in {env}, so cannot approve deploys there.",
+                    hint=f"Bind {name} to a role granting model:approve in {env} first.",
+                )
+        out[env] = list(principals)
     return out
+
+
+def _who_may_approve(platform: Platform, env: str) -> list[str]:
+    from lockgate.config.roles import grants
+    from lockgate.store import iam
+
+    with platform.env(env).store.read() as session:
+        able = {
+            role.name
+            for role in iam.list_roles(session)
+            if any(grants(p, "model:approve") for p in role.permissions)
+        }
+        bound = iam.list_bindings(session)
+    return sorted({p for p, role in bound if role in able and p.startswith("user:")})
 
 
 def create(
@@ -103,9 +149,10 @@ def create(
         )
     if checkout is not None and checkout.exists() and any(checkout.iterdir()):
         raise ConflictError(f"{checkout} exists and is not empty.", hint="Choose another --dir.")
-    protection = _approvers(environments, approvers or {}, principal.name)
+    protection = _approvers(platform, environments, approvers or {}, principal)
 
     provisioned: dict[str, list[str]] = {}
+    repo_created = False
     step = "rendering the template"
     try:
         with tempfile.TemporaryDirectory(prefix="lockgate-project-") as scratch:
@@ -125,6 +172,7 @@ def create(
                 )
             step = "creating the repository"
             githost.init_bare(repo)
+            repo_created = True
             githost.commit_tree(repo, work, f"Create {name} from {template.name} {version}")
             githost.install_hook(platform.home, repo, name)
         for index, env in enumerate(environments):
@@ -148,14 +196,14 @@ def create(
             step = f"cloning the working copy into {checkout}"
             githost.clone(repo, checkout)
     except LockgateError as exc:
-        _roll_back(platform, name, repo, provisioned, principal)
+        _roll_back(platform, name, repo if repo_created else None, provisioned, principal)
         raise type(exc)(
             f"creating project {name} failed while {step}: {exc.message} "
             "Everything created was removed.",
             hint=exc.hint,
         ) from exc
     except OSError as exc:
-        _roll_back(platform, name, repo, provisioned, principal)
+        _roll_back(platform, name, repo if repo_created else None, provisioned, principal)
         raise ConflictError(
             f"creating project {name} failed while {step}: {exc}. Everything created was removed."
         ) from exc
@@ -168,13 +216,13 @@ def create(
 def _roll_back(
     platform: Platform,
     name: str,
-    repo: Path,
+    repo: Path | None,
     provisioned: dict[str, list[str]],
     principal: Principal,
 ) -> None:
     for env, addresses in reversed(list(provisioned.items())):
         provision.remove(platform.env(env), name, addresses, principal.name, purge_runs=True)
-    if repo.exists():
+    if repo is not None and repo.exists():  # only the repository this call created
         shutil.rmtree(repo)
 
 
@@ -249,9 +297,16 @@ def update(
     current = footprints[first_env]
     template = templates.get(platform.home, current.template)
     target = templates.check_version(template, to)
-    from packaging.version import Version
+    from packaging.version import InvalidVersion, Version
 
-    if Version(target) <= Version(current.template_version):
+    try:
+        newer = Version(target) > Version(current.template_version)
+    except InvalidVersion:
+        raise ValidationError(
+            f"{target!r} or {current.template_version!r} is not a version number.",
+            hint=f"Versions: {', '.join(template.versions)}.",
+        ) from None
+    if not newer:
         raise ValidationError(
             f"project {name} is at {current.template} {current.template_version}; {target} is not newer.",
             hint=f"Versions: {', '.join(template.versions)}.",
@@ -268,7 +323,10 @@ def update(
             message += " (conflicts to resolve: " + ", ".join(conflicts) + ")"
             githost.git("checkout", "--quiet", "-b", branch, cwd=work)
         githost.git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
-        githost.git("push", "--quiet", "origin", f"HEAD:{branch}", cwd=work)
+        # The update branch is Lockgate's own: a new attempt replaces an unmerged one.
+        githost.git(
+            "push", "--quiet", "origin", f"{'+' if conflicts else ''}HEAD:{branch}", cwd=work
+        )
         commit = githost.git("rev-parse", "HEAD", cwd=work)
     if not conflicts:
         for env in footprints:
@@ -331,8 +389,9 @@ def _leftovers(env: Environment, name: str, actor: str) -> tuple[list[str], list
 
     removed, kept = [], []
     with env.store.transaction() as session:
+        ci_principal = provision.ci_principal(name, env.name)
         for schedule in schedule_db.list_all(session):
-            if schedule.name in ci_schedules(name):
+            if schedule.name in ci_schedules(name) and schedule.created_by == ci_principal:
                 schedule_db.remove(session, schedule.name)
                 audit.record(session, actor=actor, action="schedule.delete", target=schedule.name)
                 removed.append(f"schedule {schedule.name} in {env.name}")

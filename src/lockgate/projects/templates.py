@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lockgate.auth.principal import Principal
 from lockgate.config.home import Home
 from lockgate.config.names import check_name
 from lockgate.errors import ConflictError, NotFoundError, ValidationError
+from lockgate.platform import Platform
 from lockgate.projects import githost
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -240,8 +242,11 @@ def update(checkout: Path, version: str) -> list[str]:
             )
     except (CopierError, ValueError) as exc:
         raise ValidationError(f"the template update to {version} failed: {exc}") from exc
-    status = githost.git("status", "--porcelain", cwd=checkout)
-    changed = [line[3:] for line in status.splitlines()]
+    changed = githost.git("diff", "--name-only", "-z", "HEAD", cwd=checkout).split("\0")
+    changed += githost.git("ls-files", "--others", "--exclude-standard", "-z", cwd=checkout).split(
+        "\0"
+    )
+    changed = [path for path in changed if path]
     return [
         path
         for path in changed
@@ -251,13 +256,25 @@ def update(checkout: Path, version: str) -> list[str]:
 
 
 def add(
-    home: Home, source: str, *, name: str | None = None, version: str | None = None
+    platform: Platform,
+    principal: Principal,
+    source: str,
+    *,
+    name: str | None = None,
+    version: str | None = None,
 ) -> Template:
-    """Import the template at ``source`` (folder, git repository or URL) as ``name``.
+    """Import the template at ``source`` (folder, git repository or URL) as ``name`` — a
+    platform admin's act (``infra:apply`` in the first environment), audited there.
 
     A git source brings its version tags (a template already here gains the new ones); a plain
     folder becomes version ``version`` (default 1.0.0, and a new version of an existing one).
     """
+    from lockgate.auth import audit
+    from lockgate.auth.policy import authorize
+
+    home = platform.home
+    first = platform.ready()
+    authorize(first.store, principal, "infra:apply", env=first.name, target=f"template {source}")
     path = Path(source).expanduser()
     is_folder = path.is_dir() and not (path / ".git").exists() and not (path / "HEAD").is_file()
     if name is None:
@@ -308,6 +325,14 @@ def add(
     template = get(home, name)
     if not template.questions and _read_at(repo, template.latest, "copier.yml") is None:
         raise ValidationError(f"{source} has no copier.yml at {template.latest}.")
+    with first.store.transaction() as session:
+        audit.record(
+            session,
+            actor=principal.name,
+            action="template.add",
+            target=name,
+            details={"source": source, "versions": template.versions},
+        )
     return template
 
 

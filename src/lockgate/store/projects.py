@@ -65,6 +65,8 @@ def delete_project(session: Session, name: str) -> None:
 
 #: queued → running → succeeded | failed; waiting (for an approver) → queued; cancelled.
 ACTIVE = ("waiting", "queued", "running")
+#: The trigger of a run a user started with `lockgate ci KIND` in a checkout.
+BY_HAND = "by hand"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class CiRun:
     started_at: str | None = None
     finished_at: str | None = None
     idempotency_key: str | None = None
+    inputs: dict[str, str] | None = None
     log: str | None = field(default=None, repr=False)
 
     def to_dict(self, *, with_log: bool = False) -> dict[str, Any]:
@@ -98,12 +101,14 @@ class CiRun:
 def _run(row: CiRunRow) -> CiRun:
     values = {c: getattr(row, c) for c in CiRun.__dataclass_fields__}
     values["approvers"] = json.loads(values["approvers"])
+    values["inputs"] = json.loads(values["inputs"]) if values["inputs"] else None
     return CiRun(**values)
 
 
 def add_run(session: Session, run: CiRun) -> None:
     values = run.to_dict(with_log=True)
     values["approvers"] = json.dumps(run.approvers)
+    values["inputs"] = json.dumps(run.inputs, sort_keys=True) if run.inputs else None
     session.add(CiRunRow(**values))
     session.flush()
 
@@ -137,7 +142,10 @@ def claim_run(session: Session, owner: str, lease_s: float) -> CiRun | None:
         .where(
             or_(
                 CiRunRow.status == "queued",
-                (CiRunRow.status == "running") & (CiRunRow.lease_expires_at < now),
+                # A run started by hand is the CLI's own: never taken over.
+                (CiRunRow.status == "running")
+                & (CiRunRow.lease_expires_at < now)
+                & (CiRunRow.trigger != BY_HAND),
             )
         )
         .order_by(CiRunRow.id)
@@ -152,6 +160,26 @@ def claim_run(session: Session, owner: str, lease_s: float) -> CiRun | None:
     row.attempts += 1
     session.flush()
     return _run(row)
+
+
+def fail_abandoned(session: Session, finished_at: str) -> int:
+    """Runs started by hand whose command stopped (its lease ran out): failed, with the reason."""
+    result = session.execute(
+        update(CiRunRow)
+        .where(
+            CiRunRow.status == "running",
+            CiRunRow.trigger == BY_HAND,
+            CiRunRow.lease_expires_at < time.time(),
+        )
+        .values(
+            status="failed",
+            error="the command that ran it by hand stopped before it finished",
+            finished_at=finished_at,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def renew_run(session: Session, run_id: str, owner: str, lease_s: float) -> bool:

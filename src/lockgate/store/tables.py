@@ -356,6 +356,8 @@ class CiRunRow(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     trigger: Mapped[str] = mapped_column(String(200))
+    #: What to deploy, fixed when the run was queued: {"model": "g/3"} or {"pipeline": "p@2"}.
+    inputs: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: A rule delivery or a parent run: the same key never queues two runs.
     idempotency_key: Mapped[str | None] = mapped_column(String(120), nullable=True, unique=True)
     approvers: Mapped[str] = mapped_column(Text)

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False, index=True),
         sa.Column("commit", sa.String(64), nullable=True),
         sa.Column("trigger", sa.String(200), nullable=False),
+        sa.Column("inputs", sa.Text(), nullable=True),
         sa.Column("idempotency_key", sa.String(120), nullable=True, unique=True),
         sa.Column("approvers", sa.Text(), nullable=False),
         sa.Column("approved_by", sa.String(200), nullable=True),
