@@ -3,6 +3,7 @@ failures recorded with their reason."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -147,6 +148,9 @@ def test_secrets_reach_unit_tests_and_steps_and_never_the_log(
     platform: Platform, admin: Principal, tiny: Path
 ) -> None:
     secret = "s3cr3t-value-42"
+    digest = hashlib.sha256(
+        secret.encode()
+    ).hexdigest()  # the code compares digests, not the secret
     service.set_secret(platform, admin, "tiny-app", "TOKEN", secret)
     assert [s["name"] for s in service.list_secrets(platform, admin, "tiny-app")] == ["TOKEN"]
     with pytest.raises(ValidationError, match="not an environment variable name"):
@@ -157,8 +161,8 @@ def test_secrets_reach_unit_tests_and_steps_and_never_the_log(
     _commit(
         tiny,
         "tests/test_env.py",
-        "import os\n\n\ndef test_env():\n"
-        f"    assert os.environ['TOKEN'] == {secret!r}\n"
+        "import hashlib\nimport os\n\n\ndef test_env():\n"
+        f"    assert hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest() == {digest!r}\n"
         "    assert os.environ['MODEL_GROUP'] == 'tiny-app'\n"
         f"    print('the token is', os.environ['TOKEN'])\n",
         push=None,
@@ -166,9 +170,10 @@ def test_secrets_reach_unit_tests_and_steps_and_never_the_log(
     _commit(
         tiny,
         "pipeline/pipeline.py",
-        "import os\n\nfrom lockgate import Metrics, pipeline, step\n\n\n@step\n"
+        "import hashlib\nimport os\n\nfrom lockgate import Metrics, pipeline, step\n\n\n@step\n"
         "def measure(scale: int) -> Metrics:\n"
-        f"    return Metrics(token_ok=os.environ.get('TOKEN') == {secret!r}, env=os.environ['ENVIRONMENT'])\n\n\n"
+        "    token = os.environ.get('TOKEN', '').encode()\n"
+        f"    return Metrics(token_ok=hashlib.sha256(token).hexdigest() == {digest!r}, env=os.environ['ENVIRONMENT'])\n\n\n"
         '@pipeline(name="tiny-app")\ndef tiny(scale: int = 3) -> None:\n    measure(scale)\n',
     )
     run_id = ci.work_once(platform, "w")
@@ -182,6 +187,15 @@ def test_secrets_reach_unit_tests_and_steps_and_never_the_log(
     (step,) = pipelines.describe(platform, admin, execution.id, env="dev")["steps"]
     assert step["value"] == {"token_ok": True, "env": "dev"}
     assert secret not in (run.log or "")
+    # Nowhere in the home — stores, audit log, CI logs, state, repositories — is it in clear.
+    leaks = [
+        str(path)
+        for path in platform.home.root.rglob("*")
+        if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+    assert leaks == []
+    listed = run_cli(platform.home, "project", "secret", "list", "tiny-app", "--json")
+    assert listed.code == 0 and secret not in listed.out and "TOKEN" in listed.out
 
 
 def test_the_ci_log_masks_secret_values(tmp_path: Path) -> None:
