@@ -37,6 +37,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as each instance runs; before numpy loads
 
+from lockgate.auth import credentials
 from lockgate.auth.principal import local_principal
 from lockgate.config.home import Home
 from lockgate.infra import service as infra
@@ -48,6 +49,10 @@ from lockgate.serving import service as endpoints
 ROOT = Path(__file__).resolve().parents[1]
 ROW = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 0.0, 0.0, 1.0]
 CLIENTS = 8
+
+
+#: The Authorization header of every request (set once the daemon is up).
+AUTH: dict[str, str] = {}
 
 
 def train(folder: Path, seed: int = 0) -> Path:
@@ -70,7 +75,7 @@ def train(folder: Path, seed: int = 0) -> Path:
 def latencies(host: str, port: int, path: str, n: int) -> list[float]:
     body = json.dumps([ROW]).encode()
     conn = http.client.HTTPConnection(host, port)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **AUTH}
     out = []
     for i in range(n + 50):
         start = time.perf_counter()
@@ -92,7 +97,9 @@ def throughput(host: str, port: int, path: str, seconds: float) -> float:
     def client(i: int) -> None:
         conn = http.client.HTTPConnection(host, port)
         while time.monotonic() < stop:
-            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            conn.request(
+                "POST", path, body=body, headers={"Content-Type": "application/json", **AUTH}
+            )
             conn.getresponse().read()
             counts[i] += 1
         conn.close()
@@ -140,7 +147,7 @@ def under_load(action: Callable[[], None], port: int, clients: int = 3) -> tuple
                     "POST",
                     "/endpoints/abalone/invocations",
                     body=body,
-                    headers={"Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json", **AUTH},
                 )
                 ok = conn.getresponse()
                 ok.read()
@@ -205,6 +212,8 @@ def main() -> None:
 
         start = time.perf_counter()
         endpoints.create(platform, me, "abalone", ref)
+        # The gateway needs a token: every request carries one (verified once, then cached).
+        AUTH["Authorization"] = f"Bearer {credentials.login(platform, me, 'dev', ttl_s=3600)}"
         while True:
             found = endpoints.get(platform, me, "abalone")
             if found.status == "InService":

@@ -40,6 +40,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as each instance runs; before numpy loads
 
+from lockgate.auth import credentials
 from lockgate.auth.principal import local_principal
 from lockgate.config.home import Home
 from lockgate.infra import service as infra
@@ -61,6 +62,10 @@ GATEWAY, DAEMON, MLFLOW_PORTS = 31300, 31499, range(31500, 32000)
 SAVE = """import joblib, mlflow.sklearn, sys
 trusted = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]  # skops asks
 mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], skops_trusted_types=trusted)"""
+
+
+#: The Authorization header of every request (set once the daemon is up).
+AUTH: dict[str, str] = {}
 
 
 def train(folder: Path) -> Path:
@@ -179,7 +184,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bool:
     try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **AUTH})
         response = conn.getresponse()
         response.read()
         return response.status == 200
@@ -252,6 +257,8 @@ def start_lockgate(home: Home, folder: Path, env: dict[str, str]) -> None:
     up = [sys.executable, "-m", "lockgate", "up", "--detach"]
     subprocess.run(up, env=env, check=True, capture_output=True)
     endpoints.create(platform, me, "abalone", ref, instances=1)
+    # The gateway needs a token: every request carries one (verified once, then cached).
+    AUTH["Authorization"] = f"Bearer {credentials.login(platform, me, 'dev', ttl_s=3600)}"
     while (found := endpoints.get(platform, me, "abalone")).status != "InService":
         if found.status == "Failed":
             raise SystemExit(f"the endpoint failed: {found.reason}")

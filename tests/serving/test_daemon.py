@@ -36,17 +36,36 @@ def test_an_endpoint_from_create_to_delete(
 
     answered = run_cli(home, "endpoint", "invoke", "lin", "--data", ROW)
     assert answered.code == 0 and json.loads(answered.out) == pytest.approx([14.0])
+    gateway = f"{_gateway(served)}/endpoints/lin/invocations"
+    anonymous = httpx.post(gateway, content=ROW.encode())
+    assert anonymous.status_code == 401 and "needs Authorization" in anonymous.json()["error"]
+    forged = httpx.post(gateway, content=ROW.encode(), headers={"Authorization": "Bearer x.y.z"})
+    assert forged.status_code == 401
+    token = run_cli(home, "auth", "login", "--env", "dev").out.strip()
+    bearer = {"Authorization": f"Bearer {token}"}
     runtime = httpx.post(
-        f"{_gateway(served)}/endpoints/lin/invocations",
+        gateway,
         content=b"1,2,3\n0,0,1\n",
-        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+        headers={"Content-Type": "text/csv", "Accept": "text/csv", **bearer},
     )
     assert runtime.status_code == 200 and runtime.headers["content-type"] == "text/csv"
     assert [float(v) for v in runtime.text.split()] == pytest.approx([14.0, 3.0])
-    bad = httpx.post(f"{_gateway(served)}/endpoints/lin/invocations", content=b"[[1, 2]]")
+    bad = httpx.post(gateway, content=b"[[1, 2]]", headers=bearer)
     assert bad.status_code == 400 and "expects 3 features" in bad.json()["error"]
-    missing = httpx.post(f"{_gateway(served)}/endpoints/nope/invocations", content=ROW.encode())
+    missing = httpx.post(
+        f"{_gateway(served)}/endpoints/nope/invocations", content=ROW.encode(), headers=bearer
+    )
     assert missing.status_code == 404 and "no endpoint nope in dev" in missing.json()["error"]
+    from lockgate.auth import credentials
+    from lockgate.store import iam
+
+    with served.env("dev").store.transaction() as session:
+        iam.add_binding(session, "user:vic", "viewer")  # may read endpoints, not invoke them
+    viewer = credentials.login(served, Principal("user:vic"), "dev")
+    denied = httpx.post(
+        gateway, content=ROW.encode(), headers={"Authorization": f"Bearer {viewer}"}
+    )
+    assert denied.status_code == 403 and "endpoint:invoke" in denied.json()["error"]
 
     info = json.loads((home.run_dir / "daemon.json").read_text())
     api = info["api_url"]
@@ -56,8 +75,6 @@ def test_an_endpoint_from_create_to_delete(
     assert httpx.get(f"{api}/docs").status_code == 200
     refused = httpx.get(f"{api}/api/v1/environments/dev/endpoints")
     assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
-    token = run_cli(home, "auth", "login", "--env", "dev").out.strip()
-    bearer = {"Authorization": f"Bearer {token}"}
     [listed] = httpx.get(f"{api}/api/v1/environments/dev/endpoints", headers=bearer).json()
     assert listed["status"] == "InService" and listed["model_ref"] == ref
     wrong_env = httpx.get(f"{api}/api/v1/environments/preprod/endpoints", headers=bearer)

@@ -82,7 +82,10 @@ def test_a_canary_that_stays_healthy_takes_all_the_traffic(
     home = served.home
     first = _approved(served, admin, make_model(tmp_path / "m1"))
     assert (
-        run_cli(home, "endpoint", "create", "lin", "--model", first, "--instances", "2").code == 0
+        run_cli(
+            home, "endpoint", "create", "lin", "--model", first, "--instances", "2", "--public"
+        ).code
+        == 0
     )
     second = _approved(served, admin, make_model(tmp_path / "m2", factor=2.0))
     load = Load(_gateway(served))
@@ -112,7 +115,7 @@ def test_a_failing_canary_is_rolled_back_and_no_request_fails(
 ) -> None:
     home = served.home
     first = _approved(served, admin, make_model(tmp_path / "m1"))
-    assert run_cli(home, "endpoint", "create", "lin", "--model", first).code == 0
+    assert run_cli(home, "endpoint", "create", "lin", "--model", first, "--public").code == 0
     bad = _approved(
         served,
         admin,
@@ -136,7 +139,7 @@ def test_a_slow_linear_rollout_is_rolled_back_on_p99(
 ) -> None:
     home = served.home
     first = _approved(served, admin, make_model(tmp_path / "m1"))
-    assert run_cli(home, "endpoint", "create", "lin", "--model", first).code == 0
+    assert run_cli(home, "endpoint", "create", "lin", "--model", first, "--public").code == 0
     slow = _approved(
         served,
         admin,

@@ -95,11 +95,18 @@ def create(
         ),
     ] = None,
     threads: Annotated[int, typer.Option(min=1, max=64, help="Numeric threads per instance.")] = 1,
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public", help="Serve without a token (default: callers need endpoint:invoke)."
+        ),
+    ] = False,
     wait: WaitOption = True,
     env: EnvOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve an approved model version on a new endpoint.
+    """Serve an approved model version on a new endpoint. Callers of the gateway need a bearer
+    token with endpoint:invoke (`lockgate auth login --env ENV`) unless it is --public.
 
     Examples:
 
@@ -111,7 +118,9 @@ def create(
     from lockgate.serving.service import EndpointConfig
 
     platform = open_platform(home)
-    config = EndpointConfig(capture=capture, startup_timeout_s=startup_timeout, threads=threads)
+    config = EndpointConfig(
+        capture=capture, startup_timeout_s=startup_timeout, threads=threads, public=public
+    )
     created = service.create(
         platform, me(), name, model, instances=instances, config=config, env=env
     )

@@ -88,6 +88,7 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
 
     from lockgate.automation.worker import Worker
     from lockgate.server.api import build_app
+    from lockgate.serving.access import Access
     from lockgate.serving.controller import EndpointController
     from lockgate.serving.gateway import Gateway
     from lockgate.serving.routes import Routes
@@ -112,7 +113,9 @@ def serve(platform: Platform, *, on_ready: Callable[[dict[str, Any]], None] | No
             for name in platform.env_names:
                 network = platform.env(name).spec.network
                 port = network.port_range[0]
-                gateways[name] = Gateway(name, routes, list(network.allowed_clients))
+                gateways[name] = Gateway(
+                    name, routes, list(network.allowed_clients), Access(platform, name)
+                )
                 listeners.append(
                     (_listen(network.bind_host, port, f"the {name} gateway"), gateways[name])
                 )

@@ -6,7 +6,8 @@ fleet (round robin), over kept-alive connections (:mod:`lockgate.serving.upstrea
 instance (it was draining, or just died) is sent once more to another, so a rollout fails no
 request. During a canary rollout a canary's 5xx (or vanished instance) is counted against it and
 the request is answered by the stable fleet instead. Clients outside the environment's
-``allowed_clients`` get 403.
+``allowed_clients`` get 403; a request needs a bearer token with ``endpoint:invoke`` unless the
+endpoint is public (:mod:`lockgate.serving.access`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lockgate.serving.instance import Receive, Scope, Send, answer, read_body
 from lockgate.serving.upstream import Upstream, UpstreamError
 
 if TYPE_CHECKING:
+    from lockgate.serving.access import Access
     from lockgate.serving.routes import Routes
 
 PATH_RE = re.compile(r"^/endpoints/([a-z][a-z0-9-]{0,39})/invocations$")
@@ -35,10 +37,17 @@ def _error(status: int, message: str) -> tuple[int, bytes]:
 
 
 class Gateway:
-    def __init__(self, env: str, routes: Routes, allowed: list[IPv4Network | IPv6Network]) -> None:
+    def __init__(
+        self,
+        env: str,
+        routes: Routes,
+        allowed: list[IPv4Network | IPv6Network],
+        access: Access | None = None,
+    ) -> None:
         self.env = env
         self.routes = routes
         self.allowed = allowed
+        self.access = access
         self.upstream = Upstream()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,6 +75,14 @@ class Gateway:
                 "application/json",
             )
             return
+        if self.access is not None:
+            authorization = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
+            )
+            denied = await self.access.check(match.group(1), authorization)
+            if denied is not None:
+                await answer(send, *_error(*denied), "application/json")
+                return
         await self.forward(match.group(1), scope, receive, send)
 
     async def forward(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -35,6 +35,8 @@ class EndpointConfig:
     startup_timeout_s: float | None = None
     #: Threads each instance's numeric libraries may use (1 suits single-row requests).
     threads: int = 1
+    #: Whether the gateway serves it without a token (default: a token with endpoint:invoke).
+    public: bool = False
 
     def check(self) -> EndpointConfig:
         if not 0 <= self.capture <= 1:
@@ -55,6 +57,7 @@ class EndpointConfig:
             "max_body_bytes": self.max_body_bytes,
             "startup_timeout_s": self.startup_timeout_s,
             "threads": self.threads,
+            "public": self.public,
         }
 
 
@@ -272,9 +275,21 @@ def invoke(
             hint="Start it: lockgate up --detach",
         )
     url = f"{gateway}/endpoints/{found.name}/invocations"
+    from lockgate.auth import tokens
+
+    # A one-minute token for this request, signed with the environment's key (this process
+    # may read it: it runs as the home's user).
+    token = tokens.issue(handle.keys, handle.name, principal.name, ttl_s=60, via="cli")
     try:
         response = httpx.post(
-            url, content=body, headers={"Content-Type": content_type, "Accept": accept}, timeout=60
+            url,
+            content=body,
+            headers={
+                "Content-Type": content_type,
+                "Accept": accept,
+                "Authorization": f"Bearer {token}",
+            },
+            timeout=60,
         )
     except httpx.HTTPError as exc:
         raise ConflictError(
