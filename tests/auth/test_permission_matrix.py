@@ -51,6 +51,7 @@ CI_BUILD = {
     "model:read",
     "model:write",
     "events:read",
+    "project:read",
 }
 CI_DEPLOY = {
     "env:read",
@@ -66,6 +67,7 @@ CI_DEPLOY = {
     "batch:read",
     "batch:run",
     "events:read",
+    "project:read",
 }
 CI_READ = {"env:read", "pipeline:read", "model:read"}
 
@@ -73,7 +75,7 @@ CI_READ = {"env:read", "pipeline:read", "model:read"}
 MATRIX: dict[str, dict[str, set[str]]] = {
     "user:dana": {
         "dev": DATA_SCIENTIST,
-        "preprod": READ - {"project:read"} | {"project:read"},
+        "preprod": READ,
         "prod": READ,
     },
     "user:lena": {"dev": LEAD, "preprod": LEAD, "prod": LEAD},

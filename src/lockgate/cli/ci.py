@@ -16,6 +16,7 @@ from lockgate.cli.common import (
     me,
     open_platform,
     print_json,
+    remote_env,
 )
 from lockgate.cli.render import table
 
@@ -42,8 +43,41 @@ def _finish(run_id: str, status: str, error: str | None) -> None:
     raise typer.Exit(1)
 
 
+def _remote_run(remote: Any, kind: str, env: str | None, root: Path, wait: bool) -> None:
+    """``ci KIND`` against a remote daemon: queue the checkout's pushed commit, follow it."""
+    import time
+
+    from lockgate.projects import githost
+    from lockgate.projects.manifest import load
+
+    config = load(root)
+    target = remote_env(remote, env or (config.environments[0] if kind == "build" else None))
+    commit = githost.git("rev-parse", "HEAD", cwd=root)
+    run = remote.call(
+        "POST",
+        f"/api/v1/environments/{target}/projects/{config.project}/ci/{kind}",
+        json={"commit": commit},
+    )
+    console.print(f"CI run {run['id']} queued on {remote.url} ({target}, {commit[:10]}).")
+    pending = ("queued", "running", "waiting") if wait else ("queued", "running")
+    while run["status"] in pending:
+        time.sleep(1.0)
+        run = remote.call("GET", f"/api/v1/environments/{target}/ci/runs/{run['id']}")
+    if run["status"] == "waiting":
+        console.print(f"CI run {run['id']} waits for one of {', '.join(run['approvers'])}.")
+        return
+    console.print(run.get("log") or "", markup=False)
+    _finish(run["id"], run["status"], run.get("error"))
+
+
 def _here(kind: str, env: str | None, root: Path, home: str | None, wait: bool = False) -> None:
     from lockgate.projects import ci
+    from lockgate.remote import Remote
+
+    remote = Remote.from_environment()
+    if remote is not None:
+        _remote_run(remote, kind, env, root.absolute(), wait)
+        return
 
     platform = open_platform(home)
     run = ci.run_here(
@@ -128,8 +162,22 @@ def runs(
       lockgate ci runs churn --json
     """
     from lockgate.projects import ci
+    from lockgate.remote import Remote
 
-    found = ci.list_runs(open_platform(home), me(), project, limit)
+    remote = Remote.from_environment()
+    if remote is not None:
+        target = remote_env(remote, None)
+        query = f"?project={project}" if project else ""
+        rows = remote.call("GET", f"/api/v1/environments/{target}/ci/runs{query}")
+        from lockgate.store.projects import CiRun
+
+        fields = set(CiRun.__dataclass_fields__)
+        found = [
+            (str(r["environment"]), CiRun(**{k: v for k, v in r.items() if k in fields}))
+            for r in rows[:limit]
+        ]
+    else:
+        found = ci.list_runs(open_platform(home), me(), project, limit)
     if json:
         print_json([{**r.to_dict(), "environment": env} for env, r in found])
         return
@@ -164,7 +212,15 @@ def _status(run: Any) -> str:
 def logs(run_id: RunArg, home: HomeOption = None) -> None:
     """Print a CI run's output (so far, while it runs)."""
     from lockgate.projects import ci
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:
+        shown = remote.call(
+            "GET", f"/api/v1/environments/{remote_env(remote, None)}/ci/runs/{run_id}"
+        )
+        sys.stdout.write(shown.get("log") or "")
+        return
     sys.stdout.write(ci.log_text(open_platform(home), me(), run_id))
 
 
@@ -183,7 +239,20 @@ def approve(
       lockgate ci approve 01JD… --comment "preprod tests green"
     """
     from lockgate.projects import ci
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:
+        target = remote_env(remote, None)
+        done = remote.call(
+            "POST",
+            f"/api/v1/environments/{target}/ci/runs/{run_id}/approve",
+            json={"comment": comment},
+        )
+        console.print(
+            f"CI run {done['id']} approved by {done['approved_by']}; the daemon runs it now."
+        )
+        return
     run = ci.approve(open_platform(home), me(), run_id, comment=comment)
     console.print(f"CI run {run.id} approved by {run.approved_by}; the daemon runs it now.")
 

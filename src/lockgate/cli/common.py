@@ -75,3 +75,15 @@ def key_values(items: list[str], what: str, example: str) -> dict[str, str]:
             )
         out[key.strip()] = value
     return out
+
+
+def remote_env(remote: Any, env: str | None) -> str:
+    """The environment of the remote token (``env``, when given, must be it)."""
+    from lockgate.errors import ValidationError
+
+    token_env = str(remote.call("GET", "/api/v1/whoami")["environment"])
+    if env is not None and env != token_env:
+        raise ValidationError(
+            f"the token is for {token_env}, not {env}.", hint=f"Get a token for {env}."
+        )
+    return token_env

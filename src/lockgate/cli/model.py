@@ -154,7 +154,24 @@ def approve(
       lockgate model approve abalone/3 -m "beats v2 on holdout"
     """
     from lockgate.registry import service
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: the daemon approves, as the token's principal
+        from lockgate.cli.common import remote_env
+
+        if override_gate is not None:
+            from lockgate.errors import ValidationError
+
+            raise ValidationError("--override-gate is only for a local home.")
+        group, number = service.parse_ref(ref)
+        done = remote.call(
+            "POST",
+            f"/api/v1/environments/{remote_env(remote, env)}/models/{group}/{number}/approve",
+            json={"comment": comment},
+        )
+        console.print(f"{done['group']}/{done['version']} is {done['status']}.")
+        return
     version = service.set_status(
         open_platform(home),
         me(),

@@ -24,7 +24,14 @@ from lockgate.store import automation, iam, params, registry
 from lockgate.store import projects as db
 
 #: What the CI principal may do in its own environment: the first one builds, later ones deploy.
-BUILD_PERMISSIONS = ("env:read", "pipeline:*", "model:read", "model:write", "events:read")
+BUILD_PERMISSIONS = (
+    "env:read",
+    "pipeline:*",
+    "model:read",
+    "model:write",
+    "events:read",
+    "project:read",  # its own runs and logs, from a CI job
+)
 DEPLOY_PERMISSIONS = (
     "env:read",
     "pipeline:*",
@@ -33,6 +40,7 @@ DEPLOY_PERMISSIONS = (
     "endpoint:*",
     "batch:*",
     "events:read",
+    "project:read",
 )
 READ_PERMISSIONS = ("env:read", "pipeline:read", "model:read")
 

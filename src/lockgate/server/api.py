@@ -208,4 +208,7 @@ def build_app(platform: Platform, gateways: dict[str, Gateway], info: dict[str, 
         content_type = captured["headers"].get(b"content-type", b"application/json").decode()
         return Response(captured["body"], status_code=captured["status"], media_type=content_type)
 
+    from lockgate.server import remote_routes
+
+    remote_routes.add_routes(app, platform, needs_token)
     return app

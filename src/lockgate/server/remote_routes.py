@@ -1,0 +1,121 @@
+"""The API routes remote CLIs and CI jobs use: CI runs, approvals, model approval.
+
+Each acts as the bearer token's principal, in the token's environment (the path's), through the
+same service functions as the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from lockgate.auth.credentials import Authenticated
+from lockgate.errors import PermissionDeniedError, ValidationError
+
+if TYPE_CHECKING:
+    from lockgate.platform import Platform
+
+
+class CiRequest(BaseModel):
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$", description="The commit to build or deploy.")
+
+
+class Comment(BaseModel):
+    comment: str = Field(default="", max_length=2000)
+
+
+def add_routes(app: FastAPI, platform: Platform, needs_token: Any) -> None:
+    from lockgate.projects import ci, githost
+    from lockgate.registry import service as registry
+    from lockgate.store import projects as db
+
+    @app.post("/api/v1/environments/{env}/projects/{project}/ci/{kind}", tags=["ci"])
+    def queue_ci(
+        env: str, project: str, kind: str, body: CiRequest, who: Authenticated = needs_token
+    ) -> dict[str, Any]:
+        """Queue ``ci build|deploy|test`` of a pushed commit; the daemon runs it as the project's
+        CI principal. The caller is that principal (e.g. a CI job's exchanged OIDC token) or
+        holds project:write."""
+        from pathlib import Path
+
+        from lockgate.auth.policy import authorize
+
+        if kind not in ("build", "deploy", "test"):
+            raise ValidationError(f"{kind!r} is not build, deploy or test.")
+        handle = platform.ready(env)
+        with handle.store.read() as session:
+            footprint = db.get_project(session, project)
+        if footprint is None or footprint.ci_principal != who.principal.name:
+            authorize(handle.store, who.principal, "project:write", env=env, target=project)
+        assert footprint is not None
+        if (
+            githost.git("cat-file", "-t", body.commit, cwd=Path(footprint.repo), check=False)
+            != "commit"
+        ):
+            raise ValidationError(
+                f"{body.commit} is not a commit of {project}'s repository.",
+                hint="Push it first: the daemon builds what its git host holds.",
+            )
+        run = ci.enqueue(
+            platform,
+            project,
+            kind,
+            env,
+            trigger=f"remote by {who.principal.name}",
+            commit=body.commit,
+            created_by=who.principal.name,
+        )
+        return {"environment": env, **run.to_dict()}
+
+    @app.get("/api/v1/environments/{env}/ci/runs", tags=["ci"])
+    def list_runs(
+        env: str, project: str | None = None, who: Authenticated = needs_token
+    ) -> list[dict[str, Any]]:
+        """CI runs of ``env`` (optionally one project's), newest first."""
+        return [
+            {"environment": e, **r.to_dict()}
+            for e, r in ci.list_runs(platform, who.principal, project)
+            if e == env
+        ]
+
+    @app.get("/api/v1/environments/{env}/ci/runs/{run_id}", tags=["ci"])
+    def show_run(env: str, run_id: str, who: Authenticated = needs_token) -> dict[str, Any]:
+        """One CI run with its log so far."""
+        found_env, run = ci.get(platform, who.principal, run_id)
+        if found_env != env:
+            raise PermissionDeniedError(f"CI run {run_id} is in {found_env}, not {env}.")
+        return {
+            "environment": env,
+            **run.to_dict(),
+            "log": ci.log_text(platform, who.principal, run_id),
+        }
+
+    @app.post("/api/v1/environments/{env}/ci/runs/{run_id}/approve", tags=["ci"])
+    def approve_run(
+        env: str, run_id: str, body: Comment, who: Authenticated = needs_token
+    ) -> dict[str, Any]:
+        """Release a deploy waiting for its required approvers (audited)."""
+        found_env, _ = ci.get(platform, who.principal, run_id)
+        if found_env != env:
+            raise PermissionDeniedError(f"CI run {run_id} is in {found_env}, not {env}.")
+        return {
+            "environment": env,
+            **ci.approve(platform, who.principal, run_id, comment=body.comment).to_dict(),
+        }
+
+    @app.post("/api/v1/environments/{env}/models/{group}/{version}/approve", tags=["models"])
+    def approve_model(
+        env: str, group: str, version: int, body: Comment, who: Authenticated = needs_token
+    ) -> dict[str, Any]:
+        """Approve a model version, under the registry's approval policy."""
+        done = registry.set_status(
+            platform,
+            who.principal,
+            f"{group}/{version}",
+            registry.APPROVED,
+            comment=body.comment,
+            env=env,
+        )
+        return done.to_dict()

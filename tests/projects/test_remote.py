@@ -1,0 +1,118 @@
+"""A CI job's view: no platform home, only LOCKGATE_URL and a token from the OIDC exchange (or an
+API token); `lockgate ci build`, `ci runs`, `model approve` and `endpoint invoke` go through
+the daemon's API as that token's principal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from issuer import Issuer  # type: ignore[import-not-found]
+from lockgate.auth import credentials
+from lockgate.auth.principal import Principal
+from lockgate.config.home import Home
+from lockgate.infra import service as infra
+from lockgate.infra.bootstrap import init
+from lockgate.platform import Platform
+from lockgate.projects import ci, githost, service
+from support import free_port_block, run_cli
+
+
+@pytest.fixture
+def remote(tmp_path: Path, admin: Principal) -> Iterator[tuple[Platform, str, Issuer]]:
+    issuer = Issuer()
+    home = Home(tmp_path / "home")
+    init(home, admin, org="acme", environments=["dev", "prod"])
+    base = free_port_block(30)
+    text = home.platform_file.read_text()
+    text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
+    text = text.replace("port_range = [21000, 21999]", f"port_range = [{base + 10}, {base + 19}]")
+    text += f"""
+[daemon]
+port = {base + 25}
+
+[oidc.github]
+issuer = "{issuer.url}"
+audience = "lockgate"
+jwks_url = "{issuer.jwks_url}"
+
+[[oidc.github.trust]]
+subject = "repo:acme/shop:ref:refs/heads/main"
+principal = "service:shop-ci-dev"
+environments = ["dev"]
+"""
+    home.platform_file.write_text(text)
+    platform = Platform.open(home)
+    infra.apply(platform, admin, confirm=lambda plan: True)
+    assert run_cli(home, "up", "--detach").code == 0
+    info = json.loads((home.run_dir / "daemon.json").read_text())
+    try:
+        yield platform, str(info["api_url"]), issuer
+    finally:
+        run_cli(home, "down", timeout=120)
+        issuer.close()
+
+
+def _job(url: str, token: str, *args: str, cwd: Path | None = None) -> tuple[int, str]:
+    """The `lockgate` command as a CI job runs it: no home, a URL and a token."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "LOCKGATE_HOME"}
+    env.update({"LOCKGATE_URL": url, "LOCKGATE_TOKEN": token, "COLUMNS": "200"})
+    done = subprocess.run(
+        [sys.executable, "-m", "lockgate", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_ci_job_builds_and_an_approver_approves_remotely(
+    remote: tuple[Platform, str, Issuer], admin: Principal, tmp_path: Path
+) -> None:
+    platform, url, issuer = remote
+    checkout = tmp_path / "shop"
+    service.create(platform, admin, "shop", "build-train-deploy", checkout=checkout)
+    (checkout / "NOTES.md").write_text("remote\n")
+    githost.git("add", "NOTES.md", cwd=checkout)
+    githost.git("commit", "--quiet", "-m", "remote", cwd=checkout)
+    githost.git("push", "--quiet", "origin", "main", cwd=checkout)
+
+    exchanged = httpx.post(
+        f"{url}/auth/oidc/exchange",
+        json={"token": issuer.mint("repo:acme/shop:ref:refs/heads/main"), "environment": "dev"},
+    ).json()
+    token = exchanged["access_token"]
+    code, out = _job(url, token, "ci", "build", cwd=checkout)
+    assert code == 0, out
+    assert "queued on" in out and "succeeded" in out and "shop@1" in out
+
+    code, out = _job(url, token, "ci", "runs", "shop", "--json")
+    assert code == 0, out
+    runs = json.loads(out[out.index("[") :])
+    assert any(r["trigger"] == "remote by service:shop-ci-dev" for r in runs)
+
+    # The CI principal may not approve its own model; an approver's API token may.
+    code, out = _job(url, token, "model", "approve", "shop/1")
+    assert code != 0 and "403" in out
+    _, api_token = credentials.create_api_token(platform, admin, "dev", "approver laptop")
+    code, out = _job(url, api_token, "model", "approve", "shop/1", "-m", "remote review")
+    assert code == 0 and "shop/1 is Approved" in out, out
+
+    code, out = _job(url, "not-a-token", "ci", "runs")
+    assert code != 0 and "401" in out and "not-a-token" not in out
+    deadline = time.monotonic() + 60
+    while any(r.status in ("queued", "running") for _, r in ci.list_runs(platform, admin, "shop")):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
