@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from issuer import Issuer  # type: ignore[import-not-found]
@@ -59,17 +58,22 @@ environments = ["dev"]
         issuer.close()
 
 
-def _job(url: str, token: str, *args: str, cwd: Path | None = None) -> tuple[int, str]:
+def _job(
+    url: str, token: str, *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> tuple[int, str]:
     """The `lockgate` command as a CI job runs it: no home, a URL and a token."""
     import os
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "LOCKGATE_HOME"}
     env.update({"LOCKGATE_URL": url, "LOCKGATE_TOKEN": token, "COLUMNS": "200"})
+    if not token:
+        env.pop("LOCKGATE_TOKEN")
     done = subprocess.run(
         [sys.executable, "-m", "lockgate", *args],
         env=env,
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
@@ -89,11 +93,18 @@ def test_a_ci_job_builds_and_an_approver_approves_remotely(
     githost.git("commit", "--quiet", "-m", "remote", cwd=checkout)
     githost.git("push", "--quiet", "origin", "main", cwd=checkout)
 
-    exchanged = httpx.post(
-        f"{url}/auth/oidc/exchange",
-        json={"token": issuer.mint("repo:acme/shop:ref:refs/heads/main"), "environment": "dev"},
-    ).json()
-    token = exchanged["access_token"]
+    # What the generated workflow does: the job's OIDC token in, a Lockgate token out.
+    code, out = _job(
+        url,
+        "",
+        "auth",
+        "exchange",
+        cwd=checkout,
+        stdin=issuer.mint("repo:acme/shop:ref:refs/heads/main"),
+    )
+    assert code == 0, out
+    token = out.strip()
+    assert token.count(".") == 2
     code, out = _job(url, token, "ci", "build", cwd=checkout)
     assert code == 0, out
     assert "queued on" in out and "succeeded" in out and "shop@1" in out

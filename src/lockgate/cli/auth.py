@@ -171,3 +171,54 @@ def keys_rotate(env: EnvArg, home: HomeOption = None) -> None:
 
     count = rotate_encryption_key(open_platform(home), me(), env)
     console.print(f"New encryption key for {env}; {count} secure value(s) re-encrypted.")
+
+
+@app.command()
+def exchange(
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            "-e",
+            help="Default: the first environment of ./lockgate.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Exchange an OIDC identity token (read from standard input) for a short-lived Lockgate
+    access token (printed) at $LOCKGATE_URL — what a CI job does, so that it stores nothing
+    long-lived. The daemon checks the token against the trusts of [oidc.NAME] in platform.toml.
+
+    Example (GitHub Actions):
+
+      curl -sSf -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" "$ACTIONS_ID_TOKEN_REQUEST_URL&audience=lockgate" | python -c 'import json,sys; print(json.load(sys.stdin)["value"])' | lockgate auth exchange --env prod
+    """
+    import os
+    from pathlib import Path
+
+    import httpx
+
+    from lockgate.errors import ValidationError
+    from lockgate.remote import URL_ENV, _error
+
+    url = os.environ.get(URL_ENV, "").rstrip("/")
+    if not url:
+        raise ValidationError(f"set {URL_ENV} to the Lockgate daemon's URL.")
+    if env is None:
+        from lockgate.projects.manifest import FILE, load
+
+        if not (Path.cwd() / FILE).is_file():
+            raise ValidationError(f"give --env (there is no {FILE} here to take it from).")
+        env = load(Path.cwd()).environments[0]
+    identity = sys.stdin.read().strip()
+    if not identity:
+        raise ValidationError("give the OIDC identity token on standard input.")
+    try:
+        response = httpx.post(
+            f"{url}/auth/oidc/exchange", json={"token": identity, "environment": env}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise ValidationError(f"cannot reach {url}: {type(exc).__name__}.") from None
+    if response.status_code >= 400:
+        raise _error(response)
+    sys.stdout.write(str(response.json()["access_token"]) + "\n")
