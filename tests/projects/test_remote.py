@@ -114,12 +114,25 @@ def test_a_ci_job_builds_and_an_approver_approves_remotely(
     runs = json.loads(out[out.index("[") :])
     assert any(r["trigger"] == "remote by service:shop-ci-dev" for r in runs)
 
+    code, out = _job(url, token, "pipeline", "run", "shop", "-p", "max_iter=20")
+    assert code == 0 and "succeeded" in out, out
+    code, out = _job(url, token, "model", "list", "shop", "--json")
+    assert code == 0, out
+    listed = json.loads(out[out.index("[") :])
+    # the pushed build, the remote build and the remote run each registered one
+    assert [v["version"] for v in listed] == [1, 2, 3]
+    assert {v["status"] for v in listed} == {"PendingManualApproval"}
+    code, out = _job(url, token, "endpoint", "list", "--json")
+    assert code != 0 and "403" in out  # the dev CI principal has no business with endpoints
+
     # The CI principal may not approve its own model; an approver's API token may.
     code, out = _job(url, token, "model", "approve", "shop/1")
     assert code != 0 and "403" in out
     _, api_token = credentials.create_api_token(platform, admin, "dev", "approver laptop")
     code, out = _job(url, api_token, "model", "approve", "shop/1", "-m", "remote review")
     assert code == 0 and "shop/1 is Approved" in out, out
+    code, out = _job(url, api_token, "endpoint", "list", "--json")
+    assert code == 0 and json.loads(out[out.index("[") :]) == []
 
     code, out = _job(url, "not-a-token", "ci", "runs")
     assert code != 0 and "401" in out and "not-a-token" not in out

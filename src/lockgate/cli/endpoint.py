@@ -205,8 +205,33 @@ def list_(env: EnvOption = None, home: HomeOption = None, json: JsonOption = Fal
 
     Example: lockgate endpoint list --env preprod --json
     """
+    from lockgate.remote import Remote
     from lockgate.serving import service
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: read through the daemon's API
+        from lockgate.cli.common import remote_env
+
+        rows = remote.call("GET", f"/api/v1/environments/{remote_env(remote, env)}/endpoints")
+        if json:
+            print_json(rows)
+            return
+        table(
+            None,
+            ["name", "model", "instances", "status", "url", "updated"],
+            [
+                [
+                    r["name"],
+                    r["model_ref"],
+                    r["instances"],
+                    r["status"],
+                    (r.get("serving") or {}).get("url", "—"),
+                    r["updated_at"],
+                ]
+                for r in rows
+            ],
+        )
+        return
     found = service.list_endpoints(open_platform(home), me(), env=env)
     if json:
         print_json([{**e.to_dict(), "url": (e.serving or {}).get("url")} for e in found])

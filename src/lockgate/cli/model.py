@@ -74,8 +74,18 @@ def list_(
 ) -> None:
     """List a group's versions with their approval status and metrics."""
     from lockgate.registry import service
+    from lockgate.remote import Remote
+    from lockgate.store.registry import ModelVersion
 
-    found = service.versions(open_platform(home), me(), group, env=env)
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: read through the daemon's API
+        from lockgate.cli.common import remote_env
+
+        rows = remote.call("GET", f"/api/v1/environments/{remote_env(remote, env)}/models/{group}")
+        fields = set(ModelVersion.__dataclass_fields__)
+        found = [ModelVersion(**{k: v for k, v in r.items() if k in fields}) for r in rows]
+    else:
+        found = service.versions(open_platform(home), me(), group, env=env)
     if json:
         print_json([v.to_dict() for v in found])
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -209,7 +209,14 @@ def run(
       lockgate pipeline run abalone@2 -p mse_threshold=5.5 --detach
     """
     from lockgate.pipelines import service
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: the daemon runs it, as the token's principal
+        _run_remote(
+            remote, ref, key_values(param or [], "-p", "-p mse_threshold=5.5"), env, detach, json
+        )
+        return
     executor = None if detach else service.new_executor(parallel)  # warms up meanwhile
     try:
         platform = open_platform(home)
@@ -225,6 +232,40 @@ def run(
         detach_execution(platform, execution.id, env_name)
         return
     drive_here(platform, execution.id, env_name, parallel, json, executor)
+
+
+def _run_remote(
+    remote: Any, ref: str, parameters: dict[str, str], env: str | None, detach: bool, json: bool
+) -> None:
+    from lockgate.cli.common import remote_env
+
+    target = remote_env(remote, env)
+    started = remote.call(
+        "POST",
+        f"/api/v1/environments/{target}/pipelines/{ref}/runs",
+        json={"parameters": parameters},
+    )
+    console.print(
+        f"Execution {started['id']} of {started['pipeline']}@{started['version']} started on {remote.url}."
+    )
+    if detach:
+        return
+    while True:
+        shown = remote.call("GET", f"/api/v1/environments/{target}/executions/{started['id']}")
+        if shown["status"] not in ("pending", "running"):
+            break
+        time.sleep(0.5)
+    if json:
+        print_json(shown)
+    else:
+        for step in shown["steps"]:
+            console.print(
+                f"  {step['name']:<20} {step['status']}"
+                + (f" — {step['reason']}" if step.get("reason") else "")
+            )
+        console.print(f"Execution {shown['id']} {shown['status']}.")
+    if shown["status"] != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command()

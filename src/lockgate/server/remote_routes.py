@@ -22,6 +22,10 @@ class CiRequest(BaseModel):
     commit: str = Field(pattern=r"^[0-9a-f]{40}$", description="The commit to build or deploy.")
 
 
+class RunRequest(BaseModel):
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+
 class Comment(BaseModel):
     comment: str = Field(default="", max_length=2000)
 
@@ -104,6 +108,34 @@ def add_routes(app: FastAPI, platform: Platform, needs_token: Any) -> None:
             "environment": env,
             **ci.approve(platform, who.principal, run_id, comment=body.comment).to_dict(),
         }
+
+    @app.post("/api/v1/environments/{env}/pipelines/{ref}/runs", tags=["pipelines"])
+    def run_pipeline(
+        env: str, ref: str, body: RunRequest, who: Authenticated = needs_token
+    ) -> dict[str, Any]:
+        """Start an execution of NAME or NAME@VERSION; the daemon's runner drives it."""
+        from dataclasses import asdict
+
+        from lockgate.pipelines import service as pipelines
+
+        execution = pipelines.start(platform, who.principal, ref, body.parameters, env=env)
+        return asdict(execution)
+
+    @app.get("/api/v1/environments/{env}/executions/{execution_id}", tags=["pipelines"])
+    def show_execution(
+        env: str, execution_id: str, who: Authenticated = needs_token
+    ) -> dict[str, Any]:
+        """An execution with its steps, outputs and metrics."""
+        from lockgate.pipelines import service as pipelines
+
+        return pipelines.describe(platform, who.principal, execution_id, env=env)
+
+    @app.get("/api/v1/environments/{env}/models/{group}", tags=["models"])
+    def list_versions(
+        env: str, group: str, who: Authenticated = needs_token
+    ) -> list[dict[str, Any]]:
+        """A model group's versions with their approval status and metrics."""
+        return [v.to_dict() for v in registry.versions(platform, who.principal, group, env=env)]
 
     @app.post("/api/v1/environments/{env}/models/{group}/{version}/approve", tags=["models"])
     def approve_model(
