@@ -59,7 +59,12 @@ environments = ["dev"]
 
 
 def _job(
-    url: str, token: str, *args: str, cwd: Path | None = None, stdin: str | None = None
+    url: str,
+    token: str,
+    *args: str,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """The `lockgate` command as a CI job runs it: no home, a URL and a token."""
     import os
@@ -69,6 +74,7 @@ def _job(
     env.update({"LOCKGATE_URL": url, "LOCKGATE_TOKEN": token, "COLUMNS": "200"})
     if not token:
         env.pop("LOCKGATE_TOKEN")
+    env.update(extra or {})
     done = subprocess.run(
         [sys.executable, "-m", "lockgate", *args],
         env=env,
@@ -133,6 +139,14 @@ def test_a_ci_job_builds_and_an_approver_approves_remotely(
     assert code == 0 and "shop/1 is Approved" in out, out
     code, out = _job(url, api_token, "endpoint", "list", "--json")
     assert code == 0 and json.loads(out[out.index("[") :]) == []
+
+    # A person logs in once; later commands use the kept credential (mode 0600).
+    kept = {"LOCKGATE_CREDENTIALS": str(tmp_path / "credentials.json")}
+    code, out = _job(url, "", "auth", "login", "--url", url, stdin=api_token, extra=kept)
+    assert code == 0 and "Logged in" in out and api_token not in out, out
+    assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
+    code, out = _job(url, "", "model", "list", "shop", extra=kept)
+    assert code == 0 and "Approved" in out, out
 
     code, out = _job(url, "not-a-token", "ci", "runs")
     assert code != 0 and "401" in out and "not-a-token" not in out

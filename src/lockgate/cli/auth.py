@@ -24,20 +24,48 @@ EnvArg = Annotated[str, typer.Option("--env", "-e", help="The environment the to
 
 @app.command()
 def login(
-    env: EnvArg,
+    env: Annotated[
+        str | None, typer.Option("--env", "-e", help="The environment (local login).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="Log in to a remote daemon with an API token read from standard input."
+        ),
+    ] = None,
     ttl: Annotated[
         int, typer.Option("--ttl", help="Seconds the token lives (default 15 min).")
     ] = 900,
     home: HomeOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Print a short-lived access token for you (the OS user running this) in ENV, for the API.
+    """Locally: print a short-lived access token for you (the OS user running this) in ENV,
+    for the API. With --url: check the API token on standard input against that daemon and keep
+    it (mode 0600) as the refresh credential later commands with LOCKGATE_URL use.
 
-    Example:
+    Examples:
 
       curl -H "Authorization: Bearer $(lockgate auth login --env dev)" http://127.0.0.1:19700/api/v1/whoami
+
+      lockgate auth login --url https://lockgate.internal:19700 < api-token.txt
     """
     from lockgate.auth import credentials
+    from lockgate.errors import ValidationError
+
+    if url is not None:
+        from lockgate.remote import Remote, store_credential
+
+        refresh = sys.stdin.read().strip()
+        if not refresh.startswith("lgt_"):
+            raise ValidationError("give an API token (lgt_…) on standard input.")
+        who = Remote(url.rstrip("/"), refresh).call("GET", "/api/v1/whoami")
+        path = store_credential(url.rstrip("/"), refresh)
+        console.print(
+            f"Logged in to {url} as {who['principal']} ({who['environment']}); credential kept in {path}."
+        )
+        return
+    if env is None:
+        raise ValidationError("give --env (a local login) or --url (a remote daemon).")
 
     token = credentials.login(open_platform(home), me(), env, ttl_s=ttl)
     if json:
