@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from issuer import Issuer  # type: ignore[import-not-found]
 
+from issuer import Issuer  # type: ignore[import-not-found]
 from lockgate.auth import credentials
 from lockgate.auth.principal import Principal
 from lockgate.config.home import Home
@@ -35,6 +35,9 @@ def daemon(tmp_path: Path, admin: Principal, issuer: Issuer) -> Iterator[tuple[P
     text = home.platform_file.read_text()
     text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
     text = text.replace("port_range = [21000, 21999]", f"port_range = [{base + 10}, {base + 19}]")
+    text = text.replace("# max_requests_per_s = 500", "max_requests_per_s = 5", 2).replace(
+        "max_requests_per_s = 5", "# max_requests_per_s = 500", 1
+    )  # prod only
     text += f"""
 [daemon]
 port = {base + 25}
@@ -132,3 +135,18 @@ def test_every_api_route_needs_a_token_and_limits_hold(
     assert huge.status_code == 400
     codes = [httpx.post(f"{api}/auth/token").status_code for _ in range(35)]
     assert 429 in codes  # at most 30 authentication requests a minute from one address
+
+
+def test_a_gateway_limits_each_clients_rate(daemon: tuple[Platform, str]) -> None:
+    platform, _ = daemon
+    gateways = json.loads((platform.home.run_dir / "daemon.json").read_text())["gateways"]
+    codes = [
+        httpx.post(f"{gateways['prod']}/endpoints/none/invocations", content=b"[[1]]").status_code
+        for _ in range(30)
+    ]
+    assert 429 in codes and codes[0] == 401  # the burst (10) passes to the token check first
+    dev = [
+        httpx.post(f"{gateways['dev']}/endpoints/none/invocations", content=b"[[1]]").status_code
+        for _ in range(30)
+    ]
+    assert 429 not in dev  # dev sets no limit

@@ -61,6 +61,9 @@ class NetworkPolicy(Strict):
     bind_host: IPv4Address | IPv6Address = IPv4Address("127.0.0.1")
     port_range: tuple[int, int]
     allowed_clients: list[IPv4Network | IPv6Network] = Field(default_factory=_loopback_networks)
+    #: Requests a second one client address may send to the gateway (a burst of twice that is
+    #: allowed); None: no limit.
+    max_requests_per_s: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _ports(self) -> Self:

@@ -26,6 +26,7 @@ buckets = ["data", "models"]
 bind_host = "127.0.0.1"
 port_range = [{low}, {high}]
 allowed_clients = ["127.0.0.0/8", "::1/128"]
+# max_requests_per_s = 500   # per client address at the gateway (bursts of twice that)
 
 [environments.{env}.quotas]
 max_endpoints = 10

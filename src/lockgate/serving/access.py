@@ -21,10 +21,33 @@ PERMISSION_TTL_S = 5.0
 PUBLIC_TTL_S = 2.0
 
 
+class RateLimit:
+    """A token bucket per client address: ``rate`` a second, bursts of twice that."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self.burst = 2.0 * rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        tokens, at = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            return False
+        self._buckets[client] = (tokens - 1.0, now)
+        return True
+
+
 class Access:
     def __init__(self, platform: Platform, env: str) -> None:
         self.platform = platform
         self.env = env
+        limit = platform.env(env).spec.network.max_requests_per_s
+        self.rate = RateLimit(limit) if limit else None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._may_invoke: dict[str, tuple[bool, float]] = {}
         self._public: tuple[frozenset[str], float] = (frozenset(), 0.0)

@@ -75,6 +75,18 @@ class Gateway:
                 "application/json",
             )
             return
+        if self.access is not None and self.access.rate is not None:
+            client = scope.get("client")
+            if not self.access.rate.allow(client[0] if client else "unknown"):
+                await answer(
+                    send,
+                    *_error(
+                        429,
+                        f"more than {self.access.rate.rate:g} requests a second from this client",
+                    ),
+                    "application/json",
+                )
+                return
         if self.access is not None:
             authorization = next(
                 (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
