@@ -139,6 +139,10 @@ def test_a_ci_job_builds_and_an_approver_approves_remotely(
     assert code == 0 and "shop/1 is Approved" in out, out
     code, out = _job(url, api_token, "endpoint", "list", "--json")
     assert code == 0 and json.loads(out[out.index("[") :]) == []
+    code, out = _job(url, api_token, "model", "show", "shop/1")
+    assert code == 0 and json.loads(out)["status"] == "Approved", out
+    code, out = _job(url, api_token, "pipeline", "list")
+    assert code == 0 and [p["name"] for p in json.loads(out)] == ["shop"], out
 
     # A person logs in once; later commands use the kept credential (mode 0600).
     kept = {"LOCKGATE_CREDENTIALS": str(tmp_path / "credentials.json")}

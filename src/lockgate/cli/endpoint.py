@@ -258,8 +258,17 @@ def show(
     name: NameArg, env: EnvOption = None, home: HomeOption = None, json: JsonOption = False
 ) -> None:
     """Show an endpoint: model, instances, status and why it failed."""
+    from lockgate.remote import Remote
     from lockgate.serving import service
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: the API's document, as JSON
+        from lockgate.cli.common import remote_env
+
+        print_json(
+            remote.call("GET", f"/api/v1/environments/{remote_env(remote, env)}/endpoints/{name}")
+        )
+        return
     found = service.get(open_platform(home), me(), name, env=env)
     if json:
         print_json(found.to_dict())

@@ -105,7 +105,16 @@ def show(
 ) -> None:
     """Show a version: artifact, status, metrics, lineage and card."""
     from lockgate.registry import service
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: the API's document, as JSON
+        from lockgate.cli.common import remote_env
+
+        print_json(
+            remote.call("GET", f"/api/v1/environments/{remote_env(remote, env)}/models/{ref}")
+        )
+        return
     version = service.get(open_platform(home), me(), ref, env=env)
     if json:
         print_json(version.to_dict())

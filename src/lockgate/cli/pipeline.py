@@ -74,7 +74,14 @@ def upsert(
 def list_(env: EnvOption = None, home: HomeOption = None, json: JsonOption = False) -> None:
     """List pipelines with their latest version."""
     from lockgate.pipelines import service
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: the API's document, as JSON
+        from lockgate.cli.common import remote_env
+
+        print_json(remote.call("GET", f"/api/v1/environments/{remote_env(remote, env)}/pipelines"))
+        return
     rows = service.list_pipelines(open_platform(home), me(), env=env)
     if json:
         print_json(rows)
@@ -369,7 +376,18 @@ def describe(
 ) -> None:
     """Show an execution: its DAG with states, parameters, outputs, metrics and timings."""
     from lockgate.pipelines import service
+    from lockgate.remote import Remote
 
+    remote = Remote.from_environment()
+    if remote is not None:  # LOCKGATE_URL: the API's document, as JSON
+        from lockgate.cli.common import remote_env
+
+        print_json(
+            remote.call(
+                "GET", f"/api/v1/environments/{remote_env(remote, env)}/executions/{execution_id}"
+            )
+        )
+        return
     doc = service.describe(open_platform(home), me(), execution_id, env=env)
     if json:
         print_json(doc)

@@ -130,6 +130,20 @@ def add_routes(app: FastAPI, platform: Platform, needs_token: Any) -> None:
 
         return pipelines.describe(platform, who.principal, execution_id, env=env)
 
+    @app.get("/api/v1/environments/{env}/pipelines", tags=["pipelines"])
+    def list_pipelines(env: str, who: Authenticated = needs_token) -> list[dict[str, Any]]:
+        """The pipelines of ``env`` with their latest versions."""
+        from lockgate.pipelines import service as pipelines
+
+        return pipelines.list_pipelines(platform, who.principal, env=env)
+
+    @app.get("/api/v1/environments/{env}/models/{group}/{version}", tags=["models"])
+    def show_version(
+        env: str, group: str, version: int, who: Authenticated = needs_token
+    ) -> dict[str, Any]:
+        """One model version: artifact, status, metrics, lineage and card."""
+        return registry.get(platform, who.principal, f"{group}/{version}", env=env).to_dict()
+
     @app.get("/api/v1/environments/{env}/models/{group}", tags=["models"])
     def list_versions(
         env: str, group: str, who: Authenticated = needs_token
