@@ -40,6 +40,7 @@ def test_plan_then_apply_then_nothing_to_do(platform: Platform, admin: Principal
         "bind_host": "127.0.0.1",
         "port_range": [20000, 20999],
         "allowed_clients": ["127.0.0.0/8", "::1/128"],
+        "max_requests_per_s": None,
     }
     again = _apply(platform, admin)
     assert again.applied == [] and again.state is None  # no new state version for nothing

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from lockgate.auth.credentials import Authenticated
-from lockgate.errors import PermissionDeniedError, ValidationError
+from lockgate.errors import NotFoundError, PermissionDeniedError, ValidationError
 
 if TYPE_CHECKING:
     from lockgate.platform import Platform
@@ -53,7 +53,8 @@ def add_routes(app: FastAPI, platform: Platform, needs_token: Any) -> None:
             footprint = db.get_project(session, project)
         if footprint is None or footprint.ci_principal != who.principal.name:
             authorize(handle.store, who.principal, "project:write", env=env, target=project)
-        assert footprint is not None
+        if footprint is None:
+            raise NotFoundError(f"project {project} has no deployment environment {env}.")
         if (
             githost.git("cat-file", "-t", body.commit, cwd=Path(footprint.repo), check=False)
             != "commit"
