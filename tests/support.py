@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from lockgate.auth.principal import Principal
 from lockgate.config.home import Home
@@ -87,3 +88,48 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+#: What the tiny language model of the tests is trained on.
+TEXT = [
+    "the capital of france is paris",
+    "the capital of italy is rome",
+    "hamlet was written by shakespeare",
+    "water boils at one hundred degrees",
+]
+
+
+def tiny_lm(folder: Path, limits: dict[str, int] | None = None) -> Path:
+    """A one-layer GPT-2 and a word-level tokenizer trained here, saved as a text-generation
+    package (nothing is downloaded)."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(
+        TEXT, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[EOS]"])
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="[EOS]"
+    )
+    config = GPT2Config(
+        vocab_size=wrapped.vocab_size,
+        n_positions=64,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        eos_token_id=wrapped.eos_token_id,
+        bos_token_id=wrapped.eos_token_id,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    wrapped.save_pretrained(folder)
+    manifest = {
+        "format": "text-generation",
+        "limits": limits or {"max_input_tokens": 16, "max_new_tokens": 8},
+    }
+    (folder / "lockgate-model.json").write_text(json.dumps(manifest))
+    return folder

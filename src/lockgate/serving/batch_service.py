@@ -50,10 +50,10 @@ def start(
     if not 1 <= part_rows <= 10_000_000:
         raise ValidationError(f"part_rows {part_rows} must be between 1 and 10,000,000.")
     _, manifest = approved_model(platform, principal, model_ref, handle)
-    if manifest.format == "command":
+    if manifest.format in ("command", "text-generation"):
         raise ValidationError(
-            f"{model_ref} serves itself (a command package); batch jobs run sklearn and python packages.",
-            hint="Serve it on an endpoint and send it the rows instead.",
+            f"{model_ref} is a {manifest.format} package; batch jobs run sklearn and python packages.",
+            hint="Serve it on an endpoint and send it the requests instead.",
         )
     version = registry.get(platform, principal, model_ref, env=handle.name)
     parts, fmt = batch.plan(input_uri, part_rows)

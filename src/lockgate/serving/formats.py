@@ -9,6 +9,9 @@
   text for JSON, CSV and ``text/*`` bodies, bytes otherwise; ``output_fn`` returns the body
   (bytes or text) or ``(body, content_type)``.
 
+``text-generation`` (:mod:`lockgate.serving.textgen`): a Hugging Face causal LM answering
+``{"inputs", "parameters"}`` with ``[{"generated_text"}]``.
+
 A ``command`` package serves itself (bring-your-own-container) and is never loaded here.
 Load only folders whose digests were verified: a joblib file is a pickle.
 """
@@ -52,6 +55,10 @@ def load(model_dir: Path) -> Predictor:
         return EstimatorPredictor(model_dir, manifest)
     if manifest.format == "python":
         return ScriptPredictor(model_dir, manifest)
+    if manifest.format == "text-generation":
+        from lockgate.serving.textgen import TextGenerationPredictor
+
+        return TextGenerationPredictor(model_dir, manifest)
     raise ValueError(f"a {manifest.format!r} package serves itself; it is not loaded in-process")
 
 

@@ -5,6 +5,7 @@ The manifest says how to serve it::
     {"format": "sklearn", "file": "model.joblib", "features": ["length", …]}
     {"format": "python"}                         # inference.py: model_fn, input_fn, predict_fn, output_fn
     {"format": "command", "command": ["python", "serve.py"], "startup_timeout_s": 60}
+    {"format": "text-generation", "limits": {"max_input_tokens": 512, "max_new_tokens": 256}}
 
 A folder without a manifest is read by convention: ``inference.py`` → python; one ``*.joblib``
 or ``*.pkl`` file → sklearn. ``Model.save`` in a pipeline step writes the manifest for you.
@@ -24,7 +25,7 @@ from typing import Any
 from lockgate.errors import ValidationError
 
 MANIFEST = "lockgate-model.json"
-FORMATS = ("sklearn", "python", "command")
+FORMATS = ("sklearn", "python", "command", "text-generation")
 #: Seconds an instance may take from start to its first good /ping.
 STARTUP_TIMEOUT_S = 60.0
 
@@ -40,6 +41,8 @@ class Manifest:
     command: list[str] | None = None
     startup_timeout_s: float = STARTUP_TIMEOUT_S
     framework: dict[str, str] = field(default_factory=dict)
+    #: For ``text-generation``: request limits, e.g. {"max_input_tokens": 512, "max_new_tokens": 256}.
+    limits: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
@@ -88,6 +91,11 @@ def _check(manifest: Manifest, paths: list[str], where: str) -> None:
         )
     if manifest.format == "command" and not manifest.command:
         raise ValidationError(f"a 'command' model needs a command (the manifest of {where}).")
+    if manifest.format == "text-generation" and "config.json" not in paths:
+        raise ValidationError(
+            f"a 'text-generation' model needs a Hugging Face causal LM saved with save_pretrained "
+            f"(config.json, weights, tokenizer) in {where}."
+        )
     if manifest.format == "sklearn" and manifest.file not in paths:
         raise ValidationError(f"the model file {manifest.file!r} is missing from {where}.")
     if not 0 < manifest.startup_timeout_s <= 3600:
