@@ -42,7 +42,9 @@ class TextGenerationPredictor(Predictor):
         self.torch = torch
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.model = cast(Any, AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True))
+        self.model = cast(
+            Any, AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+        )
         self.model.to(self.device).eval()
         self.limits = {**DEFAULT_LIMITS, **manifest.limits}
 
