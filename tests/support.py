@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lockgate.auth.principal import Principal
 from lockgate.config.home import Home
@@ -133,3 +134,28 @@ def tiny_lm(folder: Path, limits: dict[str, int] | None = None) -> Path:
     }
     (folder / "lockgate-model.json").write_text(json.dumps(manifest))
     return folder
+
+
+def home_on_free_ports(root: Path, admin: Principal, envs: list[str], extra: str = "") -> Any:
+    """A new home with ``envs``, each on ports of its own (10 from a free block), the daemon on
+    another, ``extra`` appended to platform.toml, and applied: ready for ``lockgate up``."""
+    from lockgate.infra import service as infra
+    from lockgate.infra.bootstrap import init
+    from lockgate.platform import Platform
+
+    home = Home(root)
+    init(home, admin, org="acme", environments=envs)
+    base = free_port_block(10 * len(envs) + 10)
+    text = home.platform_file.read_text()
+    for i in range(len(envs)):
+        low = 20000 + 1000 * i
+        text = text.replace(
+            f"port_range = [{low}, {low + 999}]",
+            f"port_range = [{base + 10 * i}, {base + 10 * i + 9}]",
+        )
+    home.platform_file.write_text(
+        text + f"\n[daemon]\nport = {base + 10 * len(envs) + 5}\n" + extra
+    )
+    platform = Platform.open(home)
+    infra.apply(platform, admin, confirm=lambda plan: True)
+    return platform

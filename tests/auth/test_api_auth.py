@@ -13,11 +13,9 @@ import pytest
 from issuer import Issuer  # type: ignore[import-not-found]
 from lockgate.auth import credentials
 from lockgate.auth.principal import Principal
-from lockgate.config.home import Home
 from lockgate.infra import service as infra
-from lockgate.infra.bootstrap import init
 from lockgate.platform import Platform
-from support import free_port_block, run_cli
+from support import home_on_free_ports, run_cli
 
 
 @pytest.fixture
@@ -29,19 +27,7 @@ def issuer() -> Iterator[Issuer]:
 
 @pytest.fixture
 def daemon(tmp_path: Path, admin: Principal, issuer: Issuer) -> Iterator[tuple[Platform, str]]:
-    home = Home(tmp_path / "home")
-    init(home, admin, org="acme", environments=["dev", "prod"])
-    base = free_port_block(30)
-    text = home.platform_file.read_text()
-    text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
-    text = text.replace("port_range = [21000, 21999]", f"port_range = [{base + 10}, {base + 19}]")
-    text = text.replace("# max_requests_per_s = 500", "max_requests_per_s = 5", 2).replace(
-        "max_requests_per_s = 5", "# max_requests_per_s = 500", 1
-    )  # prod only
-    text += f"""
-[daemon]
-port = {base + 25}
-
+    trust = f"""
 [oidc.github]
 issuer = "{issuer.url}"
 audience = "lockgate"
@@ -52,9 +38,14 @@ subject = "repo:acme/shop:environment:prod"
 principal = "service:shop-ci-prod"
 environments = ["prod"]
 """
-    home.platform_file.write_text(text)
-    platform = Platform.open(home)
+    platform = home_on_free_ports(tmp_path / "home", admin, ["dev", "prod"], trust)
+    text = platform.home.platform_file.read_text()
+    head, sep, prod = text.partition("[environments.prod.network]")
+    prod = prod.replace("# max_requests_per_s = 500", "max_requests_per_s = 5", 1)
+    platform.home.platform_file.write_text(head + sep + prod)
+    platform = Platform.open(platform.home)
     infra.apply(platform, admin, confirm=lambda plan: True)
+    home = platform.home
     assert run_cli(home, "up", "--detach").code == 0
     info = json.loads((home.run_dir / "daemon.json").read_text())
     yield platform, str(info["api_url"])

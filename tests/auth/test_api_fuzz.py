@@ -12,25 +12,14 @@ from hypothesis import HealthCheck, given, settings
 
 from lockgate.auth import credentials
 from lockgate.auth.principal import local_principal
-from lockgate.config.home import Home
-from lockgate.infra import service as infra
-from lockgate.infra.bootstrap import init
-from lockgate.platform import Platform
-from support import free_port_block, run_cli
+from support import home_on_free_ports, run_cli
 
 
 @pytest.fixture(scope="module")
 def daemon_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     admin = local_principal()
-    home = Home(tmp_path_factory.mktemp("fuzz") / "home")
-    init(home, admin, org="acme", environments=["dev"])
-    base = free_port_block(20)
-    text = home.platform_file.read_text()
-    text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
-    text += f"\n[daemon]\nport = {base + 15}\n"
-    home.platform_file.write_text(text)
-    platform = Platform.open(home)
-    infra.apply(platform, admin, confirm=lambda plan: True)
+    platform = home_on_free_ports(tmp_path_factory.mktemp("fuzz") / "home", admin, ["dev"])
+    home = platform.home
     assert run_cli(home, "up", "--detach").code == 0
     info = json.loads((home.run_dir / "daemon.json").read_text())
     try:

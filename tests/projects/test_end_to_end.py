@@ -14,16 +14,13 @@ import pytest
 
 from lockgate.auth import audit as audit_log
 from lockgate.auth.principal import Principal
-from lockgate.config.home import Home
 from lockgate.errors import PermissionDeniedError
-from lockgate.infra import service as infra
-from lockgate.infra.bootstrap import init
 from lockgate.platform import Platform
 from lockgate.projects import ci, demo, githost, service
 from lockgate.registry import service as registry
 from lockgate.store import projects as db
 from lockgate.store import schedules as schedule_db
-from support import free_port_block, run_cli
+from support import home_on_free_ports, run_cli
 
 LENA = Principal("user:lena")
 ROW = json.dumps([demo.ROW])
@@ -72,28 +69,13 @@ def _drain(platform: Platform) -> list[str]:
 
 
 def _daemon_home(tmp_path: Path, admin: Principal, envs: list[str]) -> Platform:
-    home = Home(tmp_path / "home")
-    init(home, admin, org="acme", environments=envs)
-    base = free_port_block(40)
-    text = home.platform_file.read_text()
-    for i in range(len(envs)):
-        low = 20000 + 1000 * i
-        text = text.replace(
-            f"port_range = [{low}, {low + 999}]",
-            f"port_range = [{base + 10 * i}, {base + 10 * i + 9}]",
-        )
-    text += f"""
+    lead = f"""
 [[bindings]]
 principal = "user:lena"
 role = "lead-data-scientist"
 environments = {json.dumps(envs)}
-
-[daemon]
-port = {base + 35}
 """
-    home.platform_file.write_text(text)
-    platform = Platform.open(home)
-    infra.apply(platform, admin, confirm=lambda plan: True)
+    platform: Platform = home_on_free_ports(tmp_path / "home", admin, envs, lead)
     return platform
 
 

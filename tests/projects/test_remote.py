@@ -15,27 +15,15 @@ import pytest
 from issuer import Issuer  # type: ignore[import-not-found]
 from lockgate.auth import credentials
 from lockgate.auth.principal import Principal
-from lockgate.config.home import Home
-from lockgate.infra import service as infra
-from lockgate.infra.bootstrap import init
 from lockgate.platform import Platform
 from lockgate.projects import ci, githost, service
-from support import free_port_block, run_cli
+from support import home_on_free_ports, run_cli
 
 
 @pytest.fixture
 def remote(tmp_path: Path, admin: Principal) -> Iterator[tuple[Platform, str, Issuer]]:
     issuer = Issuer()
-    home = Home(tmp_path / "home")
-    init(home, admin, org="acme", environments=["dev", "prod"])
-    base = free_port_block(30)
-    text = home.platform_file.read_text()
-    text = text.replace("port_range = [20000, 20999]", f"port_range = [{base}, {base + 9}]")
-    text = text.replace("port_range = [21000, 21999]", f"port_range = [{base + 10}, {base + 19}]")
-    text += f"""
-[daemon]
-port = {base + 25}
-
+    trust = f"""
 [oidc.github]
 issuer = "{issuer.url}"
 audience = "lockgate"
@@ -46,9 +34,8 @@ subject = "repo:acme/shop:ref:refs/heads/main"
 principal = "service:shop-ci-dev"
 environments = ["dev"]
 """
-    home.platform_file.write_text(text)
-    platform = Platform.open(home)
-    infra.apply(platform, admin, confirm=lambda plan: True)
+    platform = home_on_free_ports(tmp_path / "home", admin, ["dev", "prod"], trust)
+    home = platform.home
     assert run_cli(home, "up", "--detach").code == 0
     info = json.loads((home.run_dir / "daemon.json").read_text())
     try:

@@ -119,6 +119,38 @@ def enqueue(
     return run
 
 
+def queue_commit(
+    platform: Platform, principal: Principal, project: str, kind: str, env: str, commit: str
+) -> db.CiRun:
+    """A remote ``ci KIND`` of a pushed ``commit`` (``POST …/projects/P/ci/KIND``): the caller is
+    the project's CI principal in ``env`` or holds ``project:write`` there."""
+    from lockgate.auth.policy import authorize
+
+    if kind not in ("build", "deploy", "test"):
+        raise ValidationError(f"{kind!r} is not build, deploy or test.")
+    handle = platform.ready(env)
+    with handle.store.read() as session:
+        footprint = db.get_project(session, project)
+    if footprint is None or footprint.ci_principal != principal.name:
+        authorize(handle.store, principal, "project:write", env=env, target=project)
+    if footprint is None:
+        raise NotFoundError(f"project {project} has no deployment environment {env}.")
+    if githost.git("cat-file", "-t", commit, cwd=Path(footprint.repo), check=False) != "commit":
+        raise ValidationError(
+            f"{commit} is not a commit of {project}'s repository.",
+            hint="Push it first: the daemon builds what its git host holds.",
+        )
+    return enqueue(
+        platform,
+        project,
+        kind,
+        env,
+        trigger=f"remote by {principal.name}",
+        commit=commit,
+        created_by=principal.name,
+    )
+
+
 def trigger_push(
     platform: Platform, principal: Principal, project: str, lines: list[str]
 ) -> list[db.CiRun]:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from lockgate.auth.credentials import Authenticated
-from lockgate.errors import NotFoundError, PermissionDeniedError, ValidationError
+from lockgate.errors import PermissionDeniedError
 
 if TYPE_CHECKING:
     from lockgate.platform import Platform
@@ -31,9 +31,8 @@ class Comment(BaseModel):
 
 
 def add_routes(app: FastAPI, platform: Platform, needs_token: Any) -> None:
-    from lockgate.projects import ci, githost
+    from lockgate.projects import ci
     from lockgate.registry import service as registry
-    from lockgate.store import projects as db
 
     @app.post("/api/v1/environments/{env}/projects/{project}/ci/{kind}", tags=["ci"])
     def queue_ci(
@@ -42,36 +41,7 @@ def add_routes(app: FastAPI, platform: Platform, needs_token: Any) -> None:
         """Queue ``ci build|deploy|test`` of a pushed commit; the daemon runs it as the project's
         CI principal. The caller is that principal (e.g. a CI job's exchanged OIDC token) or
         holds project:write."""
-        from pathlib import Path
-
-        from lockgate.auth.policy import authorize
-
-        if kind not in ("build", "deploy", "test"):
-            raise ValidationError(f"{kind!r} is not build, deploy or test.")
-        handle = platform.ready(env)
-        with handle.store.read() as session:
-            footprint = db.get_project(session, project)
-        if footprint is None or footprint.ci_principal != who.principal.name:
-            authorize(handle.store, who.principal, "project:write", env=env, target=project)
-        if footprint is None:
-            raise NotFoundError(f"project {project} has no deployment environment {env}.")
-        if (
-            githost.git("cat-file", "-t", body.commit, cwd=Path(footprint.repo), check=False)
-            != "commit"
-        ):
-            raise ValidationError(
-                f"{body.commit} is not a commit of {project}'s repository.",
-                hint="Push it first: the daemon builds what its git host holds.",
-            )
-        run = ci.enqueue(
-            platform,
-            project,
-            kind,
-            env,
-            trigger=f"remote by {who.principal.name}",
-            commit=body.commit,
-            created_by=who.principal.name,
-        )
+        run = ci.queue_commit(platform, who.principal, project, kind, env, body.commit)
         return {"environment": env, **run.to_dict()}
 
     @app.get("/api/v1/environments/{env}/ci/runs", tags=["ci"])
