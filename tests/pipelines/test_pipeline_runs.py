@@ -274,6 +274,17 @@ def test_steps_after_a_failed_step_are_skipped_and_independent_ones_run(
     assert steps["make_data"]["status"] == "succeeded"
 
 
+def test_a_fan_out_runs_each_call_and_the_fan_in_gets_every_output(
+    platform: Platform, admin: Principal, project: Path
+) -> None:
+    service.upsert(platform, admin, f"{project}/pipe.py:fanout")
+    doc = _run(platform, admin, "fanout")
+    steps = _steps(doc)
+    assert doc["status"] == "succeeded", doc
+    assert steps["times-ten-mid"]["value"] == {"value": 20.0}
+    assert steps["best"]["value"] == {"best": "large", "seen": ["large", "mid", "small"]}
+
+
 def test_two_orchestrators_cannot_run_one_execution(
     platform: Platform, admin: Principal, project: Path, home: Home
 ) -> None:

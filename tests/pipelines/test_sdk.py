@@ -233,3 +233,45 @@ def test_small_bad_inputs(tmp_path: Path) -> None:
     broken.write_text("def oops(:\n    pass\n")
     with pytest.raises(ValidationError, match=r"syntax\.py, line 1: "):
         compiler.load_module(broken)
+
+
+def test_a_fan_out_names_each_call_and_a_fan_in_takes_one_input_per_keyword(
+    project: Path,
+) -> None:
+    steps = _compile(project, "fanout")["steps"]
+    assert set(steps) == {"times-ten-small", "times-ten-large", "times-ten-mid", "best"}
+    assert all(steps[f"times-ten-{n}"]["function"] == "times_ten" for n in ("small", "mid"))
+    assert steps["best"]["inputs"] == {
+        "by": {"value": "value"},
+        "small": {"step": "times-ten-small"},
+        "large": {"step": "times-ten-large"},
+        "mid": {"step": "times-ten-mid"},
+    }
+    assert steps["best"]["depends_on"] == ["times-ten-large", "times-ten-mid", "times-ten-small"]
+
+
+def test_positional_fan_ins_and_odd_keyword_names_are_refused() -> None:
+    @step
+    def number() -> int:
+        return 1
+
+    @step
+    def total(*values: int) -> int:
+        return sum(values)
+
+    @step
+    def keyed(**values: int) -> int:
+        return sum(values.values())
+
+    @pipeline
+    def positional() -> None:
+        total(number(), number())
+
+    @pipeline
+    def odd_key() -> None:
+        keyed(**{"no spaces": number()})
+
+    with pytest.raises(ValidationError, match=r"takes \*values; a step's inputs need names"):
+        positional.trace()
+    with pytest.raises(ValidationError, match="keyword input 'no spaces' is not a valid name"):
+        odd_key.trace()

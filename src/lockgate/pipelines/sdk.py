@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from lockgate.pipelines.types import type_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUIRED = object()
+STEP_INPUT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 PARAMETER_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
@@ -270,6 +272,7 @@ class StepFunction(Generic[F]):
                 f"step {self.name!r}: {exc}.", hint="Check the arguments of the call."
             ) from None
         bound.apply_defaults()
+        inputs = self._inputs(bound.arguments)
         settings = {
             "retries": self.settings.retries,
             "backoff_s": self.settings.backoff_s,
@@ -282,12 +285,42 @@ class StepFunction(Generic[F]):
         node = Node(
             self.name,
             "function",
-            inputs={k: operand(v) for k, v in bound.arguments.items()},
+            inputs=inputs,
             output_type=self.output_type,
             function=self.fn,
             settings=settings,
         )
         return trace.add(node)
+
+    def _inputs(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The node's inputs; a ``**kwargs`` parameter's arguments become inputs of their own
+        (a fan-in: ``select(**{name: scores[name] for name in candidates})``)."""
+        out: dict[str, Any] = {}
+        for name, value in arguments.items():
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise ValidationError(
+                        f"step {self.name!r} takes *{name}; a step's inputs need names.",
+                        hint=f"Declare **{name} instead and pass the outputs by keyword.",
+                    )
+                continue
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                for key, item in value.items():
+                    if not STEP_INPUT_RE.match(key):
+                        raise ValidationError(
+                            f"step {self.name!r}: keyword input {key!r} is not a valid name.",
+                            hint="Use letters, digits, '_' and '-' (at most 64 characters).",
+                        )
+                    out[key] = operand(item)
+                continue
+            out[name] = operand(value)
+        return out
+
+    def named(self, name: str) -> StepFunction[F]:
+        """This step under another name in the pipeline, to call it more than once (a fan-out:
+        ``train.named(f"train-{c}")(data, c)`` for each candidate ``c``)."""
+        return StepFunction(self.fn, name, self.settings)
 
 
 def step(

@@ -178,3 +178,22 @@ def downstream() -> None:
     model = fit(broken_data(), 1.0)
     score(model)
     make_data(2)
+
+
+@step
+def times_ten(factor: float) -> Metrics:
+    return Metrics(value=factor * 10)
+
+
+@step
+def best(by: str, **scores: Metrics) -> dict:  # type: ignore[type-arg]
+    """A fan-in: one input per keyword."""
+    name = max(scores, key=lambda k: scores[k][by])
+    return {"best": name, "seen": sorted(scores)}
+
+
+@pipeline(name="fanout")
+def fanout() -> None:
+    factors = {"small": 1.0, "large": 3.0, "mid": 2.0}
+    scores = {name: times_ten.named(f"times-ten-{name}")(f) for name, f in factors.items()}
+    best("value", **scores)
