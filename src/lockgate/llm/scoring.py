@@ -35,9 +35,15 @@ def perplexity(model: Any, tokenizer: Any, texts: list[str], *, max_tokens: int 
 
 
 def answer(
-    model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int = 16
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 16,
+    max_input_tokens: int | None = None,
 ) -> list[str]:
-    """Greedy completions of ``prompts`` (the continuation only)."""
+    """Greedy completions of ``prompts`` (the continuation only); a prompt longer than
+    ``max_input_tokens`` keeps its end (the question's tail and the answer cue)."""
     import torch
 
     device = next(model.parameters()).device
@@ -46,7 +52,10 @@ def answer(
     model.eval()
     with torch.no_grad():
         for text in prompts:
-            encoded = tokenizer(text, return_tensors="pt").to(device)
+            encoded = tokenizer(text, return_tensors="pt")
+            if max_input_tokens is not None and encoded["input_ids"].shape[1] > max_input_tokens:
+                encoded = {k: v[:, -max_input_tokens:] for k, v in encoded.items()}
+            encoded = {k: v.to(device) for k, v in encoded.items()}
             generated = model.generate(
                 **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad
             )
