@@ -123,6 +123,12 @@ def load_pretrained(path: Path, name: str) -> tuple[Any, Any]:
             f"{what} has no usable tokenizer: {' '.join(str(exc).split())[:300]}",
             hint="Save the tokenizer into the same folder with tokenizer.save_pretrained(FOLDER).",
         ) from None
+    if len(tokenizer) < 2 or not tokenizer("The probe.")["input_ids"]:
+        # Without tokenizer files, transformers makes an empty tokenizer rather than failing.
+        raise ValidationError(
+            f"{what} has no usable tokenizer (it encodes nothing).",
+            hint="Save the tokenizer into the same folder with tokenizer.save_pretrained(FOLDER).",
+        )
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     del config
