@@ -43,6 +43,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_batch.py
 	$(BIN)/python bench/bench_serving_peer.py
 	$(BIN)/python bench/bench_demo.py
+	$(BIN)/python bench/bench_llm.py
 
 demo-clean:
 	if [ -f $(DEMO_HOME)/run/daemon.json ] && [ -x $(BIN)/lockgate ]; then $(LG) down; fi
