@@ -165,3 +165,69 @@ def test_a_pushed_llm_project_registers_its_best_candidate_which_then_serves(
         platform.home, "endpoint", "invoke", "trivia", "--env", "dev", "--data", json.dumps(request)
     )
     assert refused.code != 0 and "max_new_tokens must be a whole number from 1 to" in refused.err
+
+
+def _rendered(tmp_path: Path, candidates: list[dict[str, object]]) -> Path:
+    import copier
+
+    import lockgate
+
+    project = tmp_path / "trivia"
+    copier.run_copy(
+        str(Path(lockgate.__file__).parent / "templates" / "llm-build-train-eval"),
+        project,
+        data={"project_name": "trivia", "environments": ["dev"]},
+        defaults=True,
+        unsafe=False,
+        vcs_ref=None,
+        quiet=True,
+    )
+    (project / "pipeline" / "candidates.yaml").write_text(
+        yaml.safe_dump({"candidates": candidates})
+    )
+    return project
+
+
+def test_bad_data_or_prompt_fails_prepare_naming_it_and_nothing_trains(
+    platform: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    from lockgate.pipelines import service
+
+    project = _rendered(tmp_path, TINY["candidates"][:1])
+    with (project / "pipeline" / "data" / "validation.jsonl").open("a") as data:
+        data.write('{"question": "Where is the answer?"}\n')
+    service.upsert(platform, admin, str(project / "pipeline" / "pipeline.py"))
+    cases = [
+        ({"prompt_template": "Q: {q}"}, "the prompt template 'Q: {q}' has no {question} slot"),
+        ({}, "validation.jsonl line 501 needs"),
+    ]
+    for parameters, message in cases:
+        execution = service.start(platform, admin, "trivia", parameters)
+        done = service.drive(platform, admin, execution.id, parallel=2)
+        steps = {s["name"]: s for s in service.describe(platform, admin, execution.id)["steps"]}
+        assert done.status == "failed" and message in (done.reason or ""), done.reason
+        assert steps["train-nano"]["status"] == "skipped"
+        assert steps["register_model"]["status"] == "skipped"
+
+
+def test_a_pipeline_whose_candidates_all_fail_says_why_each_failed(
+    platform: Platform, admin: Principal, tmp_path: Path
+) -> None:
+    from lockgate.pipelines import service
+
+    project = _rendered(
+        tmp_path,
+        [
+            {"name": "gone", "pretrained": "/nowhere/a"},
+            {"name": "empty", "pretrained": str(tmp_path)},
+        ],
+    )
+    service.upsert(platform, admin, str(project / "pipeline" / "pipeline.py"))
+    execution = service.start(platform, admin, "trivia", {"max_train": "20"})
+    done = service.drive(platform, admin, execution.id, parallel=2)
+    assert done.status == "failed"
+    reason = done.reason or ""
+    assert reason.startswith("step 'select' failed: ValidationError: no candidate finished: ")
+    assert "empty: training: ValidationError: candidate 'empty'" in reason
+    assert "has no config.json" in reason
+    assert "gone: training: ValidationError: candidate 'gone'" in reason
