@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -18,10 +17,9 @@ from typing import Any
 
 from lockgate.errors import NotFoundError, ValidationError
 from lockgate.pipelines.code import code_digest, data_digest
-from lockgate.pipelines.sdk import PipelineFunction
+from lockgate.pipelines.sdk import STEP_NAME_RE, PipelineFunction
 
 FORMAT = 1
-STEP_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
 def load_module(file: Path) -> ModuleType:

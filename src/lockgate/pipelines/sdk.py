@@ -24,7 +24,8 @@ from lockgate.pipelines.types import type_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUIRED = object()
-STEP_INPUT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+#: A step's name, and the name of each of its inputs.
+STEP_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 PARAMETER_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
@@ -307,7 +308,7 @@ class StepFunction(Generic[F]):
                 continue
             if kind is inspect.Parameter.VAR_KEYWORD:
                 for key, item in value.items():
-                    if not STEP_INPUT_RE.match(key):
+                    if not STEP_NAME_RE.match(key):
                         raise ValidationError(
                             f"step {self.name!r}: keyword input {key!r} is not a valid name.",
                             hint="Use letters, digits, '_' and '-' (at most 64 characters).",
