@@ -289,6 +289,41 @@ def test_the_rendered_unit_tests_pass(rendered: Rendered) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_llm_templates_unit_tests_and_compilation_need_no_torch(tmp_path: Path) -> None:
+    """Its CI job installs lockgate without the llm extra: torch is needed where it trains."""
+    project = render("llm-build-train-eval", tmp_path / "p")
+    blocked = tmp_path / "blocked"
+    for module in ("torch", "transformers", "tokenizers"):
+        (blocked / module).mkdir(parents=True)
+        (blocked / module / "__init__.py").write_text(f"raise ImportError('no {module} here')\n")
+    env = {**subprocess_env(), "PYTHONPATH": str(blocked)}
+    compile_it = (
+        "from pathlib import Path; from lockgate.pipelines import compiler; "
+        "module = compiler.load_module(Path('pipeline/pipeline.py')); "
+        "compiler.compile_pipeline(compiler.find_pipeline(module, None), Path('pipeline').resolve())"
+    )
+    refused = subprocess.run(
+        [sys.executable, "-c", "import torch"], env=env, capture_output=True, check=False
+    )
+    assert refused.returncode != 0 and b"no torch here" in refused.stderr
+    for command in (
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        ["-c", compile_it],
+    ):
+        done = subprocess.run(
+            [sys.executable, *command],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    workflow = (project / ".github" / "workflows" / "build.yml").read_text()
+    assert "pip install lockgate pytest" in workflow
+
+
 def test_the_pipeline_compiles_under_the_project_name(rendered: Rendered) -> None:
     definition = compile_project(rendered.path)
     assert definition["name"] == "churn-model"
