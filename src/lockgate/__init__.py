@@ -22,6 +22,7 @@ _EXPORTS = {
     "Parameter": "lockgate.pipelines.sdk",
     "condition": "lockgate.pipelines.sdk",
     "fail": "lockgate.pipelines.sdk",
+    "note": "lockgate.pipelines.types",
     "pipeline": "lockgate.pipelines.sdk",
     "register_model": "lockgate.pipelines.sdk",
     "step": "lockgate.pipelines.sdk",
@@ -36,6 +37,7 @@ __all__ = [
     "__version__",
     "condition",
     "fail",
+    "note",
     "pipeline",
     "register_model",
     "step",
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
         step,
         transform,
     )
-    from lockgate.pipelines.types import Dataset, Metrics, Model
+    from lockgate.pipelines.types import Dataset, Metrics, Model, note
 
 
 def __getattr__(name: str) -> Any:

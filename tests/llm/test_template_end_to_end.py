@@ -106,6 +106,9 @@ def test_a_pushed_llm_project_registers_its_best_candidate_which_then_serves(
     log = ci.get(platform, admin, run_id)[1].log
     for step in ("prepare", "train-nano", "evaluate-tuned", "select", "check_endpoint"):
         assert re.search(rf"^\[ *[0-9.]+s\]   {step} +succeeded", log, re.M), log
+    assert re.search(r"train-missing +succeeded — candidate failed: ValidationError: ", log), log
+    assert re.search(r"evaluate-nano +succeeded — accuracy 0\.\d+ \(\d+/50\), perplexity ", log)
+    assert re.search(r"select +succeeded — \w+ by accuracy; failed: missing", log), log
     execution = re.search(r"execution (\w+) succeeded", log)
     assert execution is not None, log
     shown = run_cli(platform.home, "pipeline", "logs", execution[1], "select", "--env", "dev")

@@ -282,6 +282,8 @@ def test_a_fan_out_runs_each_call_and_the_fan_in_gets_every_output(
     steps = _steps(doc)
     assert doc["status"] == "succeeded", doc
     assert steps["times-ten-mid"]["value"] == {"value": 20.0}
+    assert steps["times-ten-mid"]["reason"] == "ten times 2"  # its note
+    assert steps["best"]["reason"] is None
     assert steps["best"]["value"] == {"best": "large", "seen": ["large", "mid", "small"]}
 
 

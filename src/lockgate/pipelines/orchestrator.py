@@ -505,7 +505,7 @@ class Orchestrator:
                     output_digest=result.output_digest,
                     finished_at=now,
                     duration_s=result.duration_s,
-                    reason=None,
+                    reason=result.note,
                 )
             elif (
                 run.attempt <= int(step.get("settings", {}).get("retries", 0))

@@ -31,7 +31,7 @@ from typing import Any
 
 from lockgate.artifacts.store import ArtifactStore
 from lockgate.pipelines.task import OUTPUT_TYPES, InputSpec, StepResult, StepTask
-from lockgate.pipelines.types import Dataset, Metrics, Model, set_output_area
+from lockgate.pipelines.types import Dataset, Metrics, Model, set_output_area, take_note
 
 #: The longest error line a result carries; the full story is in the step's log.
 MAX_ERROR_CHARS = 500
@@ -58,10 +58,12 @@ def run_task(task: StepTask) -> StepResult:
         }
         function = _resolve(task)
         set_output_area(workdir / "outputs")
+        take_note()
         try:
             value = function(**kwargs)
         finally:
             set_output_area(None)
+        said = take_note()
         digest = _store_output(task, store, value)
     except BaseException as exc:  # noqa: BLE001 - every failure is the step's result; the traceback goes to its log
         traceback.print_exc()
@@ -73,6 +75,7 @@ def run_task(task: StepTask) -> StepResult:
         output_type=task.output_type,
         output_digest=digest,
         duration_s=time.perf_counter() - start,
+        note=said,
     )
 
 

@@ -66,6 +66,8 @@ class StepResult:
     output_digest: str | None = None
     error: str | None = None
     duration_s: float = 0.0
+    #: What the step said of its result with ``note()`` (shown as the step's reason).
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

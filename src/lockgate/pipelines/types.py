@@ -17,6 +17,27 @@ from typing import Any
 _output_area: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "output_area", default=None
 )
+_note: contextvars.ContextVar[str | None] = contextvars.ContextVar("note", default=None)
+#: The longest note a step keeps.
+MAX_NOTE_CHARS = 500
+
+
+def note(text: str) -> None:
+    """Say, in one line, something about this step's result that ``pipeline describe`` and CI
+    logs show beside its status, e.g. ``note("candidate failed: …")``; the last note wins.
+    Outside a step (a notebook, a unit test) the note is only printed."""
+    line = " ".join(str(text).split())
+    if len(line) > MAX_NOTE_CHARS:
+        line = line[: MAX_NOTE_CHARS - 1] + "…"
+    print(f"note: {line}")
+    _note.set(line)
+
+
+def take_note() -> str | None:
+    """The step's note, cleared (the runtime reads it when the step returns)."""
+    line = _note.get()
+    _note.set(None)
+    return line
 
 
 def set_output_area(path: Path | None) -> contextvars.Token[Path | None]:

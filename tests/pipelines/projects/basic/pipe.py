@@ -16,6 +16,7 @@ from lockgate import (
     Parameter,
     condition,
     fail,
+    note,
     pipeline,
     register_model,
     step,
@@ -182,6 +183,7 @@ def downstream() -> None:
 
 @step
 def times_ten(factor: float) -> Metrics:
+    note(f"ten times\n{factor:g}")  # said as one line
     return Metrics(value=factor * 10)
 
 
