@@ -73,7 +73,7 @@ def _parent_death_signal() -> Any:
 _PRCTL = _parent_death_signal()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec (Linux): get SIGTERM when the daemon dies, even by kill -9."""
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -152,7 +152,7 @@ class Fleet:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         instance.state = STARTING
         instance.started = time.monotonic()

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lockgate.errors import ValidationError
-from lockgate.serving.fleet import _die_with_parent, log_tail, ping
+from lockgate.serving.fleet import die_with_parent, log_tail, ping
 from lockgate.serving.package import read_manifest
 
 
@@ -59,7 +59,7 @@ def serve(model_dir: Path, *, timeout_s: float | None = None) -> Iterator[str]:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             deadline = time.monotonic() + wait_s
