@@ -108,8 +108,7 @@ def bench_candidate(
     threads = torch.get_num_threads()
     spec = candidate.training_spec()
     tokenizer = training.train_tokenizer(texts, candidate.tokenizer_spec())
-    torch.manual_seed(0)
-    model = training.build(candidate.architecture, tokenizer)
+    model = training.build(candidate.architecture, tokenizer, seed=0)
     size = sum(p.numel() for p in model.parameters())
     timed_spec = TrainingSpec(
         epochs=1000,
@@ -118,8 +117,7 @@ def bench_candidate(
         max_steps=args.steps,
     )
     ours = training.train(model, tokenizer, texts, timed_spec, seed=0, log=lambda _: None)
-    torch.manual_seed(0)
-    plain = training.build(candidate.architecture, tokenizer)
+    plain = training.build(candidate.architecture, tokenizer, seed=0)
     direct = direct_training(
         plain, tokenizer, texts, spec.batch_size, spec.learning_rate, args.steps
     )

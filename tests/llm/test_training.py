@@ -64,14 +64,15 @@ def test_training_is_repeatable_with_a_seed(tokenizer: object) -> None:
     spec = TrainingSpec(epochs=1, batch_size=32, learning_rate=5e-3)
     losses = []
     for _ in range(2):
-        import torch
-
-        torch.manual_seed(0)
-        model = training.build(ARCH, tokenizer)
+        model = training.build(ARCH, tokenizer, seed=5)
         losses.append(
             training.train(model, tokenizer, TEXTS, spec, seed=3, log=print)["final_loss"]
         )
     assert losses[0] == losses[1]
+    weights = [
+        training.build(ARCH, tokenizer, seed=s).transformer.wte.weight.detach() for s in (5, 5, 6)
+    ]
+    assert weights[0].equal(weights[1]) and not weights[0].equal(weights[2])
 
 
 def test_a_saved_package_serves_within_its_context(tokenizer: object, tmp_path: Path) -> None:

@@ -72,8 +72,10 @@ def train_tokenizer(texts: list[str], spec: TokenizerSpec) -> Any:
     )
 
 
-def build(architecture: Architecture, tokenizer: Any) -> Any:
-    """A randomly initialised GPT-2 of ``architecture`` for ``tokenizer``'s vocabulary."""
+def build(architecture: Architecture, tokenizer: Any, *, seed: int = 0) -> Any:
+    """A GPT-2 of ``architecture`` for ``tokenizer``'s vocabulary, initialised at random from
+    ``seed`` (the same seed gives the same weights)."""
+    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -86,6 +88,7 @@ def build(architecture: Architecture, tokenizer: Any) -> Any:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
 
 
