@@ -78,6 +78,29 @@ class Issuer:
             headers={"kid": kid or self.kid},
         )
 
+    def trust_toml(
+        self, subject: str, principal: str, env: str, claims: dict[str, str] | None = None
+    ) -> str:
+        """A ``platform.toml`` section trusting this issuer as ``github``: tokens for
+        ``subject`` (and ``claims``) act as ``principal`` in ``env``."""
+        import json
+
+        extra = ""
+        if claims:
+            pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in claims.items())
+            extra = f"claims = {{ {pairs} }}\n"
+        return f"""
+[oidc.github]
+issuer = "{self.url}"
+audience = "lockgate"
+jwks_url = "{self.jwks_url}"
+
+[[oidc.github.trust]]
+subject = "{subject}"
+{extra}principal = "{principal}"
+environments = ["{env}"]
+"""
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

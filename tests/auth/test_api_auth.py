@@ -19,25 +19,8 @@ from support import home_on_free_ports, run_cli
 
 
 @pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    running = Issuer()
-    yield running
-    running.close()
-
-
-@pytest.fixture
 def daemon(tmp_path: Path, admin: Principal, issuer: Issuer) -> Iterator[tuple[Platform, str]]:
-    trust = f"""
-[oidc.github]
-issuer = "{issuer.url}"
-audience = "lockgate"
-jwks_url = "{issuer.jwks_url}"
-
-[[oidc.github.trust]]
-subject = "repo:acme/shop:environment:prod"
-principal = "service:shop-ci-prod"
-environments = ["prod"]
-"""
+    trust = issuer.trust_toml("repo:acme/shop:environment:prod", "service:shop-ci-prod", "prod")
     platform = home_on_free_ports(tmp_path / "home", admin, ["dev", "prod"], trust)
     text = platform.home.platform_file.read_text()
     head, sep, prod = text.partition("[environments.prod.network]")

@@ -4,13 +4,12 @@ loopback: forged, expired, wrong-audience, ``alg: none`` and untrusted tokens ar
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from issuer import Issuer  # type: ignore[import-not-found]
 
+from issuer import Issuer  # type: ignore[import-not-found]
 from lockgate.auth import credentials, oidc, tokens
 from lockgate.auth.principal import Principal
 from lockgate.errors import AuthenticationError, PermissionDeniedError, ValidationError
@@ -142,27 +141,14 @@ def test_tokens_for_others_need_auth_tokens(platform: Platform, admin: Principal
         credentials.login(platform, Principal("user:nobody"), "dev")
 
 
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    running = Issuer()
-    yield running
-    running.close()
-
-
 def _trust(platform: Platform, admin: Principal, issuer: Issuer) -> Platform:
     text = platform.home.platform_file.read_text()
-    text += f"""
-[oidc.github]
-issuer = "{issuer.url}"
-audience = "lockgate"
-jwks_url = "{issuer.jwks_url}"
-
-[[oidc.github.trust]]
-subject = "repo:acme/shop:environment:prod"
-claims = {{ ref = "refs/heads/main" }}
-principal = "service:shop-ci-prod"
-environments = ["prod"]
-"""
+    text += issuer.trust_toml(
+        "repo:acme/shop:environment:prod",
+        "service:shop-ci-prod",
+        "prod",
+        claims={"ref": "refs/heads/main"},
+    )
     platform.home.platform_file.write_text(text)
     fresh = Platform.open(platform.home)
     infra.apply(fresh, admin, confirm=lambda plan: True)

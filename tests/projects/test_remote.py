@@ -23,17 +23,7 @@ from support import home_on_free_ports, run_cli
 @pytest.fixture
 def remote(tmp_path: Path, admin: Principal) -> Iterator[tuple[Platform, str, Issuer]]:
     issuer = Issuer()
-    trust = f"""
-[oidc.github]
-issuer = "{issuer.url}"
-audience = "lockgate"
-jwks_url = "{issuer.jwks_url}"
-
-[[oidc.github.trust]]
-subject = "repo:acme/shop:ref:refs/heads/main"
-principal = "service:shop-ci-dev"
-environments = ["dev"]
-"""
+    trust = issuer.trust_toml("repo:acme/shop:ref:refs/heads/main", "service:shop-ci-dev", "dev")
     platform = home_on_free_ports(tmp_path / "home", admin, ["dev", "prod"], trust)
     home = platform.home
     assert run_cli(home, "up", "--detach").code == 0
