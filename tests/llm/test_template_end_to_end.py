@@ -202,6 +202,8 @@ def test_bad_data_or_prompt_fails_prepare_naming_it_and_nothing_trains(
     service.upsert(platform, admin, str(project / "pipeline" / "pipeline.py"))
     cases = [
         ({"prompt_template": "Q: {q}"}, "the prompt template 'Q: {q}' has no {question} slot"),
+        ({"select_by": "f1"}, "select_by 'f1' is not a metric the evaluation measures"),
+        ({"max_new_tokens": "0"}, "max_new_tokens must be at least 1, not 0"),
         ({}, "validation.jsonl line 501 needs"),
     ]
     for parameters, message in cases:

@@ -89,6 +89,8 @@ def test_a_saved_package_serves_within_its_context(tokenizer: object, tmp_path: 
         loaded, loaded_tokenizer, [long_prompt], max_new_tokens=16, max_input_tokens=48
     )
     assert isinstance(answer, str)
+    with pytest.raises(ValidationError, match="no room for a prompt: 64 new tokens"):
+        scoring.answer(loaded, loaded_tokenizer, ["hi"], max_new_tokens=64, max_input_tokens=0)
     served = formats.load(package)
     body, _ = served.invoke(
         json.dumps({"inputs": "Question: What is 2 plus 3?\nAnswer:"}).encode(),

@@ -46,6 +46,13 @@ def answer(
     ``max_input_tokens`` keeps its end (the question's tail and the answer cue)."""
     import torch
 
+    if max_input_tokens is not None and max_input_tokens < 1:
+        from lockgate.errors import ValidationError
+
+        raise ValidationError(
+            f"no room for a prompt: {max_new_tokens} new tokens fill the model's context.",
+            hint="Ask for fewer new tokens (max_new_tokens).",
+        )
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []

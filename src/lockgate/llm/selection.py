@@ -16,13 +16,19 @@ from lockgate.errors import ValidationError
 METRICS = {"accuracy": True, "perplexity": False}
 
 
-def select(select_by: str, evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The selection report: the winner, the ranking, every candidate's scores and failures."""
+def check_metric(select_by: str) -> str:
+    """``select_by`` if a selection can use it (checked before anything trains)."""
     if select_by not in METRICS:
         raise ValidationError(
             f"select_by {select_by!r} is not a metric the evaluation measures.",
             hint=f"Use one of: {', '.join(METRICS)}.",
         )
+    return select_by
+
+
+def select(select_by: str, evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The selection report: the winner, the ranking, every candidate's scores and failures."""
+    check_metric(select_by)
     if not evaluations:
         raise ValidationError("there are no candidates to select from.")
     finished = {n: e for n, e in evaluations.items() if e.get("status") == "ok"}
